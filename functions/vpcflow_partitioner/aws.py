@@ -1,0 +1,33 @@
+"""Lazily created, cached boto3 clients (never at import, so moto and AWS_ENDPOINT_URL apply)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+# Adaptive retry mode adds client-side rate limiting on top of exponential backoff, so a
+# throttling storm from Glue slows us down instead of failing records ("Retries", boto3 guide).
+RETRY_CONFIG = Config(
+    retries={"mode": "adaptive", "max_attempts": 8},
+    connect_timeout=5,
+    read_timeout=20,
+)
+
+
+@functools.cache
+def client(service: str, endpoint_url: str = "", region: str = "") -> Any:
+    """One client per service, endpoint and region; boto3 reads credentials itself."""
+    return boto3.session.Session().client(  # type: ignore[call-overload]
+        service,
+        config=RETRY_CONFIG,
+        endpoint_url=endpoint_url or None,
+        region_name=region or None,
+    )
+
+
+def reset() -> None:
+    """Forget the cached clients (tests switch endpoints and credentials)."""
+    client.cache_clear()

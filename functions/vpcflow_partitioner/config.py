@@ -1,0 +1,63 @@
+"""Settings.from_env(): the only reader of os.environ."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class SettingsError(ValueError):
+    """An environment variable is missing or malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a deployment configures; everything else comes from the Glue table."""
+
+    database: str
+    table: str
+    catalog_id: str = ""
+    cache_table: str = ""
+    cache_ttl_days: int = 35
+    source_buckets: frozenset[str] = frozenset()
+    reconcile_days: int = 2
+    # boto3 reads these itself; they are kept here so that a changed endpoint or region
+    # gets its own clients and its own warm state.
+    endpoint_url: str = ""
+    region: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: str) -> Settings:
+        """Read the documented variables; `overrides` (e.g. CLI flags) win when non-empty."""
+        env = dict(os.environ if environ is None else environ)
+        env.update({k: v for k, v in overrides.items() if v})
+        database = env.get("GLUE_DATABASE", "").strip()
+        table = env.get("GLUE_TABLE", "").strip()
+        if not database or not table:
+            raise SettingsError("GLUE_DATABASE and GLUE_TABLE must name the table to keep partitioned")
+        buckets = frozenset(b.strip() for b in env.get("SOURCE_BUCKETS", "").split(",") if b.strip())
+        return cls(
+            database=database,
+            table=table,
+            catalog_id=env.get("GLUE_CATALOG_ID", "").strip(),
+            cache_table=env.get("CACHE_TABLE", "").strip(),
+            cache_ttl_days=_positive_int(env, "CACHE_TTL_DAYS", 35),
+            source_buckets=buckets,
+            reconcile_days=_positive_int(env, "RECONCILE_DAYS", 2),
+            endpoint_url=env.get("AWS_ENDPOINT_URL", "").strip(),
+            region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip(),
+        )
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(f"{name}={text!r} is not a whole number") from None
+    if value < 1:
+        raise SettingsError(f"{name}={text!r} must be at least 1")
+    return value

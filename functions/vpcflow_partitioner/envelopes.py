@@ -1,0 +1,192 @@
+"""Pure unwrapping of every event shape that can carry an S3 ObjectCreated notification.
+
+Each envelope becomes `Message`s: the unit that succeeds or fails together (an SQS
+message, an S3 Batch Operations task, or the whole event for direct, SNS and EventBridge
+invocations). Keys are decoded exactly once, here, by the rule of their source:
+
+- S3 notifications (direct, via SQS, via SNS) carry form-URL-encoded keys
+  ("Note that the object keyname value is URL encoded", S3 event message structure):
+  `=` arrives as `%3D`, a space as `+`. powertools' `S3Object.key` leaves them encoded.
+- EventBridge "Object Created" events carry the key as stored (not documented as
+  encoded; real events show raw `=`), so the raw field is used as it is.
+- S3 Batch Operations tasks carry URL-encoded keys; powertools' `s3_key` decodes them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import unquote, unquote_plus
+
+from aws_lambda_powertools.utilities.data_classes import (
+    S3Event,
+    SNSEvent,
+    SQSEvent,
+)
+from aws_lambda_powertools.utilities.data_classes.s3_batch_operation_event import (
+    S3BatchOperationEvent,
+)
+
+from .keys import parse_key
+
+Kind = Literal["sqs", "batch", "direct"]
+
+# SQS -> SNS -> S3 is the deepest documented chain; anything deeper is not an event.
+_MAX_DEPTH = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """A created object: bucket and decoded key."""
+
+    bucket: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What one retryable unit carries."""
+
+    id: str
+    objects: tuple[ObjectRef, ...] = ()
+    ignored: tuple[str, ...] = ()  # reasons for notifications that are not ObjectCreated
+    malformed: str | None = None  # why the body is not an event, if it is not
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """An invocation's messages and how the invoker expects an answer."""
+
+    kind: Kind
+    messages: tuple[Message, ...]
+    batch_invocation: dict[str, Any] = field(default_factory=dict)
+
+
+class _Malformed(Exception):
+    pass
+
+
+def unwrap(event: Any) -> Envelope:
+    """Split any supported invocation event into messages of decoded object refs."""
+    if isinstance(event, dict):
+        records = event.get("Records")
+        if isinstance(records, list) and records and _source(records[0]) == "aws:sqs":
+            return Envelope("sqs", tuple(_sqs_message(r) for r in SQSEvent(event).records))
+        if "invocationSchemaVersion" in event and "tasks" in event:
+            return _batch(event)
+    return Envelope("direct", (_message("event", event),))
+
+
+def _source(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return None
+    return record.get("eventSource") or record.get("EventSource")
+
+
+def _sqs_message(record: Any) -> Message:
+    try:
+        body = json.loads(record.body)
+    except (TypeError, ValueError):
+        return Message(record.message_id, malformed="SQS body is not JSON")
+    return _message(record.message_id, body)
+
+
+def _message(message_id: str, payload: Any) -> Message:
+    objects: list[ObjectRef] = []
+    ignored: list[str] = []
+    try:
+        _collect(payload, objects, ignored, depth=0)
+    except _Malformed as exc:
+        return Message(message_id, malformed=str(exc))
+    return Message(message_id, tuple(objects), tuple(ignored))
+
+
+def _collect(payload: Any, objects: list[ObjectRef], ignored: list[str], depth: int) -> None:
+    if depth > _MAX_DEPTH or not isinstance(payload, dict):
+        raise _Malformed("not an S3 event")
+    if payload.get("Event") == "s3:TestEvent":
+        ignored.append("s3:TestEvent")
+        return
+    records = payload.get("Records")
+    if isinstance(records, list):
+        for record in records:
+            _collect_record(record, objects, ignored, depth)
+        return
+    if payload.get("Type") == "Notification" and isinstance(payload.get("Message"), str):
+        # SNS -> SQS without raw message delivery: the SNS envelope is the body.
+        _collect(_loads(payload["Message"], "SNS message"), objects, ignored, depth + 1)
+        return
+    if payload.get("source") == "aws.s3" and "detail-type" in payload:
+        _collect_eventbridge(payload, objects, ignored)
+        return
+    raise _Malformed("not an S3 event")
+
+
+def _collect_record(
+    record: Any, objects: list[ObjectRef], ignored: list[str], depth: int
+) -> None:
+    source = _source(record)
+    if source == "aws:s3":
+        s3_record = S3Event({"Records": [record]}).record
+        if not s3_record.event_name.startswith("ObjectCreated:"):
+            ignored.append(s3_record.event_name)
+            return
+        raw_key = s3_record.s3.get_object.key  # still form-encoded: decode once, here
+        objects.append(ObjectRef(s3_record.s3.bucket.name, unquote_plus(raw_key)))
+    elif source == "aws:sns":
+        message = SNSEvent({"Records": [record]}).sns_message
+        _collect(_loads(message, "SNS message"), objects, ignored, depth + 1)
+    else:
+        raise _Malformed(f"unknown record source {source!r}")
+
+
+def _collect_eventbridge(event: dict[str, Any], objects: list[ObjectRef], ignored: list[str]) -> None:
+    if event["detail-type"] != "Object Created":
+        ignored.append(str(event["detail-type"]))
+        return
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        raise _Malformed("EventBridge event without detail")
+    try:
+        bucket = detail["bucket"]["name"]
+        key = detail["object"]["key"]
+    except (KeyError, TypeError) as exc:
+        raise _Malformed("EventBridge event without bucket or key") from exc
+    # Raw, as stored. powertools' S3EventBridgeNotificationObject.key would unquote_plus it
+    # and turn a literal "+" into a space. Only a key that does not parse raw but does once
+    # percent-decoded is taken decoded (flow-log names never contain "%").
+    if parse_key(key) is None and "%" in key and parse_key(unquote(key)) is not None:
+        key = unquote(key)
+    objects.append(ObjectRef(bucket, key))
+
+
+def _loads(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise _Malformed(f"{what} is not JSON") from exc
+
+
+def _batch(event: dict[str, Any]) -> Envelope:
+    batch = S3BatchOperationEvent(event)
+    messages = []
+    for task in batch.tasks:
+        try:
+            ref = ObjectRef(task.s3_bucket, task.s3_key)  # powertools decodes s3Key once
+        except (KeyError, TypeError):
+            messages.append(Message(_task_id(task), malformed="task without bucket or key"))
+            continue
+        messages.append(Message(task.task_id, (ref,)))
+    return Envelope(
+        "batch",
+        tuple(messages),
+        batch_invocation={
+            "invocationSchemaVersion": batch.invocation_schema_version,
+            "invocationId": batch.invocation_id,
+        },
+    )
+
+
+def _task_id(task: Any) -> str:
+    return str(task.get("taskId", ""))

@@ -1,0 +1,37 @@
+"""The two kinds of failure the pipeline tells apart."""
+
+from __future__ import annotations
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .scheme import ConfigurationError
+
+# Errors that a retry of the same input cannot fix: the record must reach the DLQ and an
+# alarm, every time, rather than be retried quietly or dropped.
+_PERMANENT_CODES = {
+    "EntityNotFoundException",
+    "ResourceNotFoundException",
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnrecognizedClientException",
+    "InvalidInputException",
+    "ValidationException",
+    "NoSuchBucket",
+}
+
+
+class TransientError(Exception):
+    """An AWS call failed in a way a later retry may not: throttling, 5xx, timeouts."""
+
+
+def classify(exc: Exception, what: str) -> Exception:
+    """Turn a botocore error into ConfigurationError or TransientError, naming `what`."""
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", "")
+        if code in _PERMANENT_CODES:
+            return ConfigurationError(f"{what}: {code}: {message}".rstrip(": "))
+        return TransientError(f"{what}: {code}: {message}".rstrip(": "))
+    if isinstance(exc, BotoCoreError):
+        return TransientError(f"{what}: {exc}")
+    return exc

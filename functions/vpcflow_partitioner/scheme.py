@@ -1,0 +1,223 @@
+"""Pure mapping from a Glue table's PartitionKeys and Location to one object's partition.
+
+The table is the configuration: which keys, in which order, what a whole date looks like
+(`projection.<key>.format`), and where the data lives. Nothing here calls AWS.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .keys import LEVELS, FlowLogObject
+
+
+class ConfigurationError(Exception):
+    """The table cannot be served as configured; retrying will not help."""
+
+
+@dataclass(frozen=True, slots=True)
+class TableRef:
+    """Which table: catalog id ("" for the caller's account), database, name."""
+
+    catalog_id: str
+    database: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.database}.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionSpec:
+    """One partition: its values in PartitionKeys order and its S3 folder."""
+
+    values: tuple[str, ...]
+    location: str  # s3://bucket/folder/ with a trailing slash
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Why an object gets no partition: `ignored` (not this table's) or `unpartitionable`."""
+
+    outcome: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    name: str
+    role: str  # account, service, region, year, month, day, hour, date
+    level: str  # the folder level whose value it carries
+    date_format: tuple[tuple[str, bool], ...] = ()  # (token or literal, is_token)
+
+
+_ROLES = {
+    "date": "date",
+    "dt": "date",
+    "year": "year",
+    "month": "month",
+    "day": "day",
+    "hour": "hour",
+    "aws_account_id": "account",
+    "account_id": "account",
+    "accid": "account",
+    "aws_region": "region",
+    "region": "region",
+    "aws_service": "service",
+}
+_VARIABLE_LEVELS = ("account", "region", "year", "month", "day", "hour")
+_DATE_TOKENS = re.compile(r"yyyy|yy|MM|dd|HH|'[^']*'|[A-Za-z]")
+_DEFAULT_DATE_FORMAT = (("yyyy", True), ("-", False), ("MM", True), ("-", False), ("dd", True))
+
+
+def split_location(location: str) -> tuple[str, str]:
+    """`s3://bucket/prefix/` -> ("bucket", "prefix/"); the prefix ends in "/" unless empty."""
+    match = re.match(r"^s3a?n?://([^/]+)/?(.*)$", location or "")
+    if match is None:
+        raise ConfigurationError(f"table Location {location!r} is not an s3:// URL")
+    bucket, prefix = match.groups()
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return bucket, prefix
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """How one table partitions flow-log objects."""
+
+    table: TableRef
+    create_time: str  # the table's CreateTime: a recreated table is another table
+    bucket: str
+    prefix: str
+    keys: tuple[_Key, ...]
+    storage_descriptor: dict[str, Any]
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any], catalog_id: str = "") -> Scheme:
+        """Build the scheme from a Glue GetTable `Table`; unknown key names are an error."""
+        ref = TableRef(catalog_id or table.get("CatalogId", ""), table["DatabaseName"], table["Name"])
+        descriptor = table.get("StorageDescriptor") or {}
+        bucket, prefix = split_location(descriptor.get("Location", ""))
+        columns = table.get("PartitionKeys") or []
+        if not columns:
+            raise ConfigurationError(f"table {ref} has no partition keys")
+        parameters = table.get("Parameters") or {}
+        names = [_normalise(c["Name"]) for c in columns]
+        whole_day = "year" not in names and "month" not in names
+        keys = []
+        for column in columns:
+            name = column["Name"]
+            role = _ROLES.get(_normalise(name))
+            if role is None:
+                raise ConfigurationError(
+                    f"table {ref} has partition key {name!r}, which no flow-log folder "
+                    f"provides (known: {', '.join(sorted(_ROLES))})"
+                )
+            if role == "day" and whole_day:
+                role = "date"
+            keys.append(_make_key(name, role, parameters.get(f"projection.{name}.format")))
+        create_time = table.get("CreateTime")
+        return cls(
+            table=ref,
+            create_time=create_time.isoformat() if hasattr(create_time, "isoformat") else str(create_time or ""),
+            bucket=bucket,
+            prefix=prefix,
+            keys=tuple(keys),
+            storage_descriptor=descriptor,
+        )
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return tuple(k.name for k in self.keys)
+
+    @property
+    def deepest_level(self) -> str:
+        return max((k.level for k in self.keys), key=LEVELS.index)
+
+    def plan(self, bucket: str, obj: FlowLogObject) -> PartitionSpec | Skip:
+        """The partition `obj` belongs to, or why it has none."""
+        if bucket != self.bucket or not obj.key.startswith(self.prefix):
+            return Skip("ignored", f"outside the table location {self.location}")
+        deepest = self.deepest_level
+        if obj.hour is None and deepest == "hour":
+            return Skip("unpartitionable", "the table has an hour key but the object is in a daily folder")
+        uncovered = self._uncovered_level(obj, deepest)
+        if uncovered is not None:
+            return Skip(
+                "unpartitionable",
+                f"the table location {self.location} is above the {uncovered} folder "
+                f"but no partition key holds the {uncovered}",
+            )
+        values = tuple(_value(k, obj) for k in self.keys)
+        return PartitionSpec(values, f"s3://{bucket}/{obj.folder(deepest)}")
+
+    def partition_input(self, spec: PartitionSpec) -> dict[str, Any]:
+        """The Glue PartitionInput: the table's StorageDescriptor with only Location changed."""
+        descriptor = copy.deepcopy(self.storage_descriptor)
+        descriptor["Location"] = spec.location
+        return {"Values": list(spec.values), "StorageDescriptor": descriptor}
+
+    def _uncovered_level(self, obj: FlowLogObject, deepest: str) -> str | None:
+        # The table Location fixes every folder above it; each variable folder between the
+        # Location and the deepest key must be carried by a key, or two folders would map to
+        # the same values.
+        levels = LEVELS[1 : LEVELS.index(deepest) + 1]
+        fixed = {level for level in levels if self.prefix.startswith(obj.folder(level))}
+        carried = {k.level for k in self.keys}
+        for k in self.keys:
+            if k.role == "date":
+                carried |= {"year", "month", "day"}
+        for level in levels:
+            if level in _VARIABLE_LEVELS and level not in fixed and level not in carried:
+                return level
+        return None
+
+
+def _normalise(name: str) -> str:
+    return name.lower().replace("-", "_")
+
+
+def _make_key(name: str, role: str, projection_format: str | None) -> _Key:
+    if role != "date":
+        return _Key(name, role, role)
+    tokens = _parse_date_format(name, projection_format) if projection_format else _DEFAULT_DATE_FORMAT
+    level = "hour" if ("HH", True) in tokens else "day"
+    return _Key(name, role, level, tokens)
+
+
+def _parse_date_format(name: str, pattern: str) -> tuple[tuple[str, bool], ...]:
+    tokens: list[tuple[str, bool]] = []
+    position = 0
+    for match in _DATE_TOKENS.finditer(pattern):
+        if match.start() > position:
+            tokens.append((pattern[position : match.start()], False))
+        text = match.group()
+        if text.startswith("'"):
+            tokens.append((text[1:-1], False))
+        elif len(text) == 1:
+            raise ConfigurationError(
+                f"projection.{name}.format {pattern!r}: only yyyy, yy, MM, dd and HH are supported"
+            )
+        else:
+            tokens.append((text, True))
+        position = match.end()
+    if position < len(pattern):
+        tokens.append((pattern[position:], False))
+    return tuple(tokens)
+
+
+def _value(key: _Key, obj: FlowLogObject) -> str:
+    if key.role == "date":
+        parts = {"yyyy": obj.year, "yy": obj.year[2:], "MM": obj.month, "dd": obj.day, "HH": obj.hour or ""}
+        return "".join(parts[text] if is_token else text for text, is_token in key.date_format)
+    if key.role == "service":
+        return obj.service
+    value = getattr(obj, key.role)
+    return str(value)

@@ -1,0 +1,154 @@
+"""Where recovery messages come from: a walk over the bucket's date folders.
+
+The walk lists folders with ListObjectsV2 and a "/" delimiter, level by level
+(accounts -> service -> regions -> years -> months -> days [-> hours]), pruning by the date
+range, and never lists every object: S3 returns each folder once as a CommonPrefix
+("Organizing objects using prefixes", S3 guide). A CommonPrefix only exists while some key
+starts with it, but that key may be a folder marker or a stray file, so each leaf folder is
+confirmed with one short listing that must find a real flow-log object.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .envelopes import Message, ObjectRef
+from .errors import classify
+from .keys import LEVELS, REGION_PATTERN, parse_key
+from .scheme import Scheme
+
+_SEGMENTS = {
+    "account": re.compile(r"^(?:aws-account-id=)?(\d{12})$"),
+    "service": re.compile(r"^(?:aws-service=)?(vpcflowlogs)$"),
+    "region": re.compile(rf"^(?:aws-region=)?({REGION_PATTERN})$"),
+    "year": re.compile(r"^(?:year=)?(\d{4})$"),
+    "month": re.compile(r"^(?:month=)?(\d{2})$"),
+    "day": re.compile(r"^(?:day=)?(\d{2})$"),
+    "hour": re.compile(r"^(?:hour=)?(\d{2})$"),
+}
+# How many folder levels of a free prefix to search for "AWSLogs/" when the table's
+# Location sits above it (s3://bucket/ with logs under s3://bucket/vpc/AWSLogs/).
+_PREFIX_SEARCH_DEPTH = 3
+_PROBE_KEYS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class DateRange:
+    """Inclusive bounds; None is open."""
+
+    since: date | None = None
+    until: date | None = None
+
+    def admits(self, parts: tuple[int, ...]) -> bool:
+        """Whether a (year[, month[, day]]) folder can hold dates in range."""
+        low = (self.since.year, self.since.month, self.since.day)[: len(parts)] if self.since else None
+        high = (self.until.year, self.until.month, self.until.day)[: len(parts)] if self.until else None
+        return (low is None or parts >= low) and (high is None or parts <= high)
+
+
+class FolderWalk:
+    """Delimiter walk of one table's Location; counts its ListObjectsV2 calls."""
+
+    def __init__(self, s3: Any, scheme: Scheme, dates: DateRange = DateRange()) -> None:
+        self._s3 = s3
+        self._scheme = scheme
+        self._dates = dates
+        self.list_calls = 0
+        self.leaf_level = scheme.deepest_level
+
+    def messages(self) -> Iterator[Message]:
+        """One message per leaf folder holding a flow-log object, naming one such object."""
+        for folder in self.leaves():
+            key = self._probe(folder)
+            if key is not None:
+                yield Message(f"s3://{self._scheme.bucket}/{folder}", (ObjectRef(self._scheme.bucket, key),))
+
+    def leaves(self) -> Iterator[str]:
+        """Folders at the table's deepest partition level, within the date range."""
+        prefix = self._scheme.prefix
+        level = _level_of(prefix)
+        if level is None:
+            yield from self._search_awslogs(prefix, 0)
+            return
+        yield from self._descend(prefix, level, ())
+
+    def _search_awslogs(self, prefix: str, depth: int) -> Iterator[str]:
+        for child in self._children(prefix):
+            name = child[len(prefix) : -1]
+            if name == "AWSLogs":
+                yield from self._descend(child, "root", ())
+            elif depth < _PREFIX_SEARCH_DEPTH:
+                yield from self._search_awslogs(child, depth + 1)
+
+    def _descend(self, prefix: str, level: str, dates: tuple[int, ...]) -> Iterator[str]:
+        if LEVELS.index(level) >= LEVELS.index(self.leaf_level):
+            yield prefix
+            return
+        below = LEVELS[LEVELS.index(level) + 1]
+        for child in self._children(prefix):
+            match = _SEGMENTS[below].match(child[len(prefix) : -1])
+            if match is None:
+                continue
+            parts = dates
+            if below in ("year", "month", "day"):
+                parts = (*dates, int(match.group(1)))
+                if not self._dates.admits(parts):
+                    continue
+            yield from self._descend(child, below, parts)
+
+    def _children(self, prefix: str) -> list[str]:
+        children: list[str] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self._scheme.bucket, "Prefix": prefix, "Delimiter": "/"}
+            if token:
+                kwargs["ContinuationToken"] = token
+            response = self._list(kwargs)
+            children.extend(p["Prefix"] for p in response.get("CommonPrefixes") or [])
+            token = response.get("NextContinuationToken")
+            if not response.get("IsTruncated") or not token:
+                return children
+
+    def _probe(self, folder: str) -> str | None:
+        """The first flow-log object under `folder`, or None (a marker or stray files only)."""
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self._scheme.bucket, "Prefix": folder, "MaxKeys": _PROBE_KEYS}
+            if token:
+                kwargs["ContinuationToken"] = token
+            response = self._list(kwargs)
+            for item in response.get("Contents") or []:
+                if parse_key(item["Key"]) is not None:
+                    return str(item["Key"])
+            token = response.get("NextContinuationToken")
+            if not response.get("IsTruncated") or not token:
+                return None
+
+    def _list(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        self.list_calls += 1
+        try:
+            return dict(self._s3.list_objects_v2(**kwargs))
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, f"S3 ListObjectsV2 s3://{kwargs['Bucket']}/{kwargs['Prefix']}") from exc
+
+
+def _level_of(prefix: str) -> str | None:
+    """The folder level a Location prefix ends at, or None when it is above AWSLogs/."""
+    marker = prefix.rfind("AWSLogs/")
+    if marker < 0 or (marker > 0 and prefix[marker - 1] != "/"):
+        return None
+    depth = prefix[marker + len("AWSLogs/") :].count("/")
+    return LEVELS[min(depth, len(LEVELS) - 1)]
+
+
+def sweep_messages(s3: Any, scheme: Scheme, days: int, now: float) -> list[Message]:
+    """Messages for the folders of the last `days` UTC days (today included)."""
+    today = datetime.fromtimestamp(now, tz=timezone.utc).date()
+    walk = FolderWalk(s3, scheme, DateRange(today - timedelta(days=days - 1), today))
+    return list(walk.messages())
