@@ -27,7 +27,6 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def mocked(aws_env: None) -> Iterator[Any]:
     """moto in-process, and a cold container before and after."""
     from moto import mock_aws
-
     from vpcflow_partitioner import handlers
 
     handlers.reset()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -58,10 +59,8 @@ def create_table(
     database: str = DATABASE,
     table: str = TABLE,
 ) -> None:
-    try:
+    with contextlib.suppress(glue.exceptions.AlreadyExistsException):
         glue.create_database(DatabaseInput={"Name": database})
-    except glue.exceptions.AlreadyExistsException:
-        pass
     glue.create_table(
         DatabaseName=database,
         TableInput={
@@ -89,7 +88,7 @@ class CallCounter:
         self.calls: Counter[str] = Counter()
         self.entries: Counter[str] = Counter()
         service = client.meta.service_model.service_name
-        client.meta.events.register(f"before-call.{service}.*", self._count)
+        client.meta.events.register(f"before-parameter-build.{service}.*", self._count)
 
     def _count(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         self.calls[model.name] += 1
@@ -99,3 +98,41 @@ class CallCounter:
     @property
     def total(self) -> int:
         return sum(self.calls.values())
+
+
+class _Http:
+    def __init__(self, status: int) -> None:
+        self.status_code = status
+        self.headers: dict[str, str] = {}
+        self.content = b""
+        self.raw = None
+
+
+def inject_error(client: Any, operation: str, code: str, times: int = 10**9, status: int = 400) -> list[int]:
+    """Make `operation` on `client` fail with `code` (as after botocore's retries) `times` times."""
+    left = [times]
+    service = client.meta.service_model.service_name
+
+    def fail(**_: Any) -> Any:
+        if left[0] <= 0:
+            return None
+        left[0] -= 1
+        return _Http(status), {"Error": {"Code": code, "Message": f"injected {code}"}, "ResponseMetadata": {}}
+
+    client.meta.events.register_first(f"before-call.{service}.{operation}", fail)
+    return left
+
+
+def emitted_metrics(text: str) -> dict[str, float]:
+    """Sum the EMF metrics powertools printed to stdout."""
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if '"_aws"' not in line:
+            continue
+        doc = json.loads(line)
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                name = metric["Name"]
+                value = doc[name]
+                totals[name] = totals.get(name, 0) + (sum(value) if isinstance(value, list) else value)
+    return totals

@@ -20,10 +20,11 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .config import SERVICE
 from .errors import TransientError, classify
 from .scheme import PartitionSpec, Scheme
 
-logger = Logger(child=True)
+logger = Logger(service=SERVICE, child=True)
 
 PRESENT = "present"
 CLAIMED = "claimed"  # by us, this invocation: go ahead and create
@@ -119,7 +120,7 @@ class PartitionCache:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 return _transient(exc, f"DynamoDB PutItem {self._table}")
-            item = exc.response.get("Item") or {}
+            item: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
             return PRESENT if _status(item, now) == PRESENT else BUSY
         except BotoCoreError as exc:
             return _transient(exc, f"DynamoDB PutItem {self._table}")

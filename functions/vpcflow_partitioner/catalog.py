@@ -10,10 +10,11 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .config import SERVICE
 from .errors import TransientError, classify
 from .scheme import PartitionSpec, Scheme, TableRef
 
-logger = Logger(child=True)
+logger = Logger(service=SERVICE, child=True)
 
 # "BatchCreatePartition: PartitionInputList ... Maximum number of 100 items" (Glue API).
 CREATE_CHUNK = 100
@@ -83,7 +84,7 @@ class Catalog:
                         table=str(self.table),
                         values=list(spec.values),
                         error=code,
-                        message=(error.get("ErrorDetail") or {}).get("ErrorMessage"),
+                        detail=(error.get("ErrorDetail") or {}).get("ErrorMessage"),
                     )
         return outcomes
 

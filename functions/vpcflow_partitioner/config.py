@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+SERVICE = "vpcflow-partitioner"
+
 
 class SettingsError(ValueError):
     """An environment variable is missing or malformed."""

@@ -123,9 +123,7 @@ def _collect(payload: Any, objects: list[ObjectRef], ignored: list[str], depth: 
     raise _Malformed("not an S3 event")
 
 
-def _collect_record(
-    record: Any, objects: list[ObjectRef], ignored: list[str], depth: int
-) -> None:
+def _collect_record(record: Any, objects: list[ObjectRef], ignored: list[str], depth: int) -> None:
     source = _source(record)
     if source == "aws:s3":
         s3_record = S3Event({"Records": [record]}).record

@@ -14,19 +14,17 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.s3_batch_operation_event import (
-    S3BatchOperationResponse,
     S3BatchOperationResponseRecord,
 )
 
 from . import aws
-from .config import Settings
+from .config import SERVICE, Settings
 from .envelopes import Envelope, unwrap
 from .errors import TransientError
 from .pipeline import Partitioner, Report
 from .scheme import ConfigurationError
 from .sources import sweep_messages
 
-SERVICE = "vpcflow-partitioner"
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="VpcFlowPartitioner", service=SERVICE)
 tracer = Tracer(service=SERVICE)
@@ -37,7 +35,9 @@ def _partitioner(settings: Settings) -> Partitioner:
     return Partitioner(
         settings,
         glue=aws.client("glue", settings.endpoint_url, settings.region),
-        dynamodb=aws.client("dynamodb", settings.endpoint_url, settings.region) if settings.cache_table else None,
+        dynamodb=aws.client("dynamodb", settings.endpoint_url, settings.region)
+        if settings.cache_table
+        else None,
     )
 
 
@@ -121,23 +121,28 @@ def _sqs_response(event: dict[str, Any], report: Report, context: Any) -> dict[s
 
     # Return the partial response even when every record failed: SQS redelivers each.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return process_partial_response(event=event, record_handler=check, processor=processor, context=context)
+    return dict(
+        process_partial_response(event=event, record_handler=check, processor=processor, context=context)
+    )
 
 
 def _batch_response(envelope: Envelope, report: Report | None, permanent: str = "") -> dict[str, Any]:
-    response = S3BatchOperationResponse(
-        invocation_schema_version=envelope.batch_invocation["invocationSchemaVersion"],
-        invocation_id=envelope.batch_invocation["invocationId"],
-        treat_missing_keys_as="PermanentFailure",
-    )
+    # AWS sends one task per invocation today and powertools' S3BatchOperationResponse
+    # insists on exactly one result; the schema allows a list, so answer every task.
+    results = []
     for message in envelope.messages:
         if report is None:
             code, text = "PermanentFailure", permanent
         else:
             result = report.result(message.id)
             code, text = ("Succeeded" if result.ok else "TemporaryFailure"), result.detail
-        response.add_result(S3BatchOperationResponseRecord(message.id, code, text))  # type: ignore[arg-type]
-    return response.asdict()
+        results.append(S3BatchOperationResponseRecord(message.id, code, text).asdict())  # type: ignore[arg-type]
+    return {
+        "invocationSchemaVersion": envelope.batch_invocation["invocationSchemaVersion"],
+        "treatMissingKeysAs": "PermanentFailure",
+        "invocationId": envelope.batch_invocation["invocationId"],
+        "results": results,
+    }
 
 
 class _LocalContext:

@@ -85,7 +85,7 @@ class FlowLogObject:
                 self.day,
                 str(self.hour),
             )
-        parts = [f"{self.prefix}AWSLogs"] + list(names[:depth])
+        parts = [f"{self.prefix}AWSLogs", *list(names[:depth])]
         return "/".join(parts) + "/"
 
 

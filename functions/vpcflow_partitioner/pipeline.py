@@ -17,13 +17,13 @@ from aws_lambda_powertools import Logger
 
 from .cache import BUSY, CLAIMED, PRESENT, PartitionCache, SeenSet, item_id
 from .catalog import CREATED, EXISTS, Catalog
-from .config import Settings
+from .config import SERVICE, Settings
 from .envelopes import Message
 from .errors import TransientError
 from .keys import parse_key
 from .scheme import PartitionSpec, Scheme, Skip, TableRef
 
-logger = Logger(child=True)
+logger = Logger(service=SERVICE, child=True)
 
 # Outcomes per partition besides catalog.CREATED / catalog.EXISTS.
 KNOWN = "known"  # in this container's seen-set
@@ -146,7 +146,9 @@ class Partitioner:
                     specs.add(planned)
                 elif planned.outcome == "unpartitionable":
                     report.counts["ObjectsUnpartitionable"] += 1
-                    logger.warning("object unpartitionable", bucket=ref.bucket, key=ref.key, reason=planned.reason)
+                    logger.warning(
+                        "object unpartitionable", bucket=ref.bucket, key=ref.key, reason=planned.reason
+                    )
                     notes.append(f"unpartitionable: {planned.reason}")
                 else:
                     report.counts["ObjectsIgnored"] += 1
@@ -157,11 +159,16 @@ class Partitioner:
             logger.info("objects ignored", reason=reason, count=count)
 
         all_specs = sorted({s for _, specs, _ in wanted for s in specs}, key=lambda s: s.values)
-        report.outcomes = self.ensure(scheme, all_specs, now, report.counts, use_cache=use_cache, dry_run=dry_run)
+        report.outcomes = self.ensure(
+            scheme, all_specs, now, report.counts, use_cache=use_cache, dry_run=dry_run
+        )
 
         for message, specs, notes in wanted:
-            failures = sorted(f"{'/'.join(s.values)}: {report.outcomes[s]}" for s in specs
-                              if report.outcomes[s] not in _DONE)
+            failures = sorted(
+                f"{'/'.join(s.values)}: {report.outcomes[s]}"
+                for s in specs
+                if report.outcomes[s] not in _DONE
+            )
             if failures:
                 report.counts["RecordsFailed"] += 1
                 report.results.append(MessageResult(message.id, False, "; ".join(failures)))

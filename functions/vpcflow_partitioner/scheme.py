@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .keys import LEVELS, FlowLogObject
@@ -119,10 +120,10 @@ class Scheme:
             if role == "day" and whole_day:
                 role = "date"
             keys.append(_make_key(name, role, parameters.get(f"projection.{name}.format")))
-        create_time = table.get("CreateTime")
+        created = table.get("CreateTime")
         return cls(
             table=ref,
-            create_time=create_time.isoformat() if hasattr(create_time, "isoformat") else str(create_time or ""),
+            create_time=created.isoformat() if isinstance(created, datetime) else str(created or ""),
             bucket=bucket,
             prefix=prefix,
             keys=tuple(keys),

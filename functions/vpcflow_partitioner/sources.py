@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -149,6 +149,6 @@ def _level_of(prefix: str) -> str | None:
 
 def sweep_messages(s3: Any, scheme: Scheme, days: int, now: float) -> list[Message]:
     """Messages for the folders of the last `days` UTC days (today included)."""
-    today = datetime.fromtimestamp(now, tz=timezone.utc).date()
+    today = datetime.fromtimestamp(now, tz=UTC).date()
     walk = FolderWalk(s3, scheme, DateRange(today - timedelta(days=days - 1), today))
     return list(walk.messages())

@@ -4,7 +4,6 @@ import json
 
 import pytest
 from helpers import BUCKET, event_names, load_event
-
 from vpcflow_partitioner.envelopes import ObjectRef, unwrap
 from vpcflow_partitioner.keys import parse_key
 
@@ -95,7 +94,13 @@ def test_malformed_sqs_bodies_are_isolated_per_message() -> None:
     event = load_event("sqs_s3.json")
     event["Records"][0]["body"] = "this is not json"
     event["Records"][1]["body"] = json.dumps({"hello": "world"})
-    event["Records"].append(dict(event["Records"][1], messageId="ok", body=json.dumps({"Records": [_s3_record(DAY29 + "f.log.gz")]})))
+    event["Records"].append(
+        dict(
+            event["Records"][1],
+            messageId="ok",
+            body=json.dumps({"Records": [_s3_record(DAY29 + "f.log.gz")]}),
+        )
+    )
     messages = unwrap(event).messages
     assert [m.malformed is not None for m in messages] == [True, True, False]
     assert messages[2].objects[0].key == DAY29 + "f.log.gz"

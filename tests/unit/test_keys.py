@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from vpcflow_partitioner.keys import parse_key
 
 FILE = "123456789012_vpcflowlogs_us-east-1_fl-0123456789abcdef0_20220829T0905Z_5f2a9c1e.log.gz"
@@ -29,11 +28,18 @@ def test_all_four_layouts_and_any_prefix(key: str, expected: tuple[str, bool, st
     obj = parse_key(key)
     assert obj is not None
     assert (obj.prefix, obj.hive, obj.hour) == expected
-    assert (obj.account, obj.region, obj.year, obj.month, obj.day) == ("123456789012", "us-east-1", "2022", "08", "29")
+    assert (obj.account, obj.region, obj.year, obj.month, obj.day) == (
+        "123456789012",
+        "us-east-1",
+        "2022",
+        "08",
+        "29",
+    )
 
 
 @pytest.mark.parametrize(
-    "region", ["us-gov-west-1", "cn-northwest-1", "eu-isoe-west-1", "us-isob-east-1", "ap-southeast-5", "il-central-1"]
+    "region",
+    ["us-gov-west-1", "cn-northwest-1", "eu-isoe-west-1", "us-isob-east-1", "ap-southeast-5", "il-central-1"],
 )
 def test_every_partitions_region_names(region: str) -> None:
     key = f"AWSLogs/210987654321/vpcflowlogs/{region}/2024/02/29/210987654321_vpcflowlogs_{region}_fl-1_x.log.parquet"
@@ -75,7 +81,10 @@ def test_folder_of_each_level() -> None:
     )
     assert obj is not None
     assert obj.folder("root") == "p/AWSLogs/"
-    assert obj.folder("region") == "p/AWSLogs/aws-account-id=123456789012/aws-service=vpcflowlogs/aws-region=us-east-1/"
+    assert (
+        obj.folder("region")
+        == "p/AWSLogs/aws-account-id=123456789012/aws-service=vpcflowlogs/aws-region=us-east-1/"
+    )
     assert obj.folder("hour").endswith("year=2022/month=08/day=29/hour=09/")
     daily = parse_key(f"AWSLogs/123456789012/vpcflowlogs/us-east-1/2022/08/29/{FILE}")
     assert daily is not None

@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 from helpers import TEXT_SD
-
 from vpcflow_partitioner.keys import parse_key
 from vpcflow_partitioner.scheme import ConfigurationError, PartitionSpec, Scheme, Skip
 
@@ -22,7 +21,7 @@ def table(location: str, keys: list[str], parameters: dict[str, str] | None = No
     return {
         "Name": "t",
         "DatabaseName": "d",
-        "CreateTime": dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+        "CreateTime": dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
         "PartitionKeys": [{"Name": k, "Type": "date" if k == "date" else "string"} for k in keys],
         "Parameters": {"skip.header.line.count": "1", **(parameters or {})},
         "StorageDescriptor": {**TEXT_SD, "Location": location},
@@ -59,9 +58,7 @@ def test_multi_account_table_over_awslogs() -> None:
 
 
 def test_aws_documented_table_day_is_the_whole_date_in_the_projection_format() -> None:
-    t = table(
-        "s3://b/AWSLogs/", ["accid", "region", "day"], {"projection.day.format": "yyyy/MM/dd"}
-    )
+    t = table("s3://b/AWSLogs/", ["accid", "region", "day"], {"projection.day.format": "yyyy/MM/dd"})
     assert plan(t, PLAIN_DAILY) == PartitionSpec(
         ("123456789012", "us-east-1", "2022/08/29"),
         "s3://b/AWSLogs/123456789012/vpcflowlogs/us-east-1/2022/08/29/",
@@ -133,7 +130,11 @@ def test_partition_input_copies_the_table_descriptor_with_only_location_changed(
 
 
 def test_projection_format_with_literals_and_hour() -> None:
-    t = table("s3://b/AWSLogs/123456789012/vpcflowlogs/us-east-1/", ["dt"], {"projection.dt.format": "yyyy-MM-dd'T'HH"})
+    t = table(
+        "s3://b/AWSLogs/123456789012/vpcflowlogs/us-east-1/",
+        ["dt"],
+        {"projection.dt.format": "yyyy-MM-dd'T'HH"},
+    )
     spec = plan(t, PLAIN_HOURLY)
     assert isinstance(spec, PartitionSpec)
     assert spec.values == ("2022-08-29T09",) and spec.location.endswith("/2022/08/29/09/")

@@ -1,0 +1,379 @@
+"""on_object_created on moto: every sample envelope, outcomes, Glue limits, the cache."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+from helpers import (
+    ACCOUNT,
+    BUCKET,
+    CLASSIC_LOCATION,
+    DATABASE,
+    TABLE,
+    CallCounter,
+    create_table,
+    emitted_metrics,
+    event_names,
+    inject_error,
+    load_event,
+    partitions,
+)
+from vpcflow_partitioner import aws, handlers
+from vpcflow_partitioner.config import Settings
+from vpcflow_partitioner.errors import TransientError
+from vpcflow_partitioner.pipeline import Partitioner
+
+CACHE = "vpcflow-partitioner-cache"
+DAY = f"{CLASSIC_LOCATION}2022/08/%s/"
+EXPECTED = {
+    "s3_notification.json": {"29", "30"},
+    "sqs_s3.json": {"29", "30"},
+    "sns_s3.json": {"29"},
+    "sqs_sns_s3.json": {"29"},
+    "sqs_sns_raw_s3.json": {"29"},
+    "eventbridge_object_created.json": {"29"},
+    "sqs_eventbridge.json": {"30"},
+    "batch_operations_v1.json": {"29"},
+    "batch_operations_v2.json": {"29", "30"},
+    "sqs_s3_test_event.json": set(),
+}
+
+
+def glue() -> Any:
+    return aws.client("glue", "", "us-east-1")
+
+
+def dynamodb() -> Any:
+    return aws.client("dynamodb", "", "us-east-1")
+
+
+def create_cache() -> None:
+    dynamodb().create_table(
+        TableName=CACHE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+@pytest.fixture(params=["glue-lookup", "dynamodb-cache"])
+def setup(request: pytest.FixtureRequest, mocked: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("GLUE_DATABASE", DATABASE)
+    monkeypatch.setenv("GLUE_TABLE", TABLE)
+    if request.param == "dynamodb-cache":
+        monkeypatch.setenv("CACHE_TABLE", CACHE)
+        create_cache()
+    create_table(glue())
+    return str(request.param)
+
+
+@pytest.fixture
+def classic(mocked: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLUE_DATABASE", DATABASE)
+    monkeypatch.setenv("GLUE_TABLE", TABLE)
+    monkeypatch.setenv("CACHE_TABLE", CACHE)
+    create_cache()
+    create_table(glue())
+
+
+def sqs_event(*bodies: str) -> dict[str, Any]:
+    template = load_event("sqs_s3.json")["Records"][0]
+    return {"Records": [dict(template, messageId=f"m{i}", body=body) for i, body in enumerate(bodies)]}
+
+
+def s3_body(*keys: str, bucket: str = BUCKET) -> str:
+    record = load_event("s3_notification.json")["Records"][0]
+    records = []
+    for key in keys:
+        r = json.loads(json.dumps(record))
+        r["s3"]["object"]["key"] = key
+        r["s3"]["bucket"]["name"] = bucket
+        records.append(r)
+    return json.dumps({"Records": records})
+
+
+def flow_key(
+    day: str, hour: str = "", account: str = ACCOUNT, region: str = "us-east-1", name: str = "a"
+) -> str:
+    folder = f"AWSLogs/{account}/vpcflowlogs/{region}/{day.replace('-', '/')}/" + (f"{hour}/" if hour else "")
+    return f"{folder}{account}_vpcflowlogs_{region}_fl-0a1b2c3d4e5f60718_{day.replace('-', '')}T0005Z_{name}.log.gz"
+
+
+def test_every_sample_event_is_covered() -> None:
+    assert set(event_names()) == {*EXPECTED, "s3_notification_hive_hourly.json"}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_sample_event_puts_exactly_its_partitions(setup: str, name: str) -> None:
+    response = handlers.on_object_created(load_event(name))
+    expected = {("2022-08-" + d,): DAY % d for d in EXPECTED[name]}
+    assert partitions(glue()) == expected
+    if name.startswith("sqs_"):
+        assert response == {"batchItemFailures": []}
+    if name.startswith("batch_"):
+        assert [r["resultCode"] for r in response["results"]] == ["Succeeded"] * len(response["results"])
+        assert response["invocationId"] == load_event(name)["invocationId"]
+        assert response["treatMissingKeysAs"] == "PermanentFailure"
+
+
+def test_partitions_carry_the_tables_storage_descriptor(setup: str) -> None:
+    handlers.on_object_created(load_event("s3_notification.json"))
+    table_sd = glue().get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]["StorageDescriptor"]
+    partition = glue().get_partition(DatabaseName=DATABASE, TableName=TABLE, PartitionValues=["2022-08-29"])
+    sd = partition["Partition"]["StorageDescriptor"]
+    assert sd["Location"] == DAY % "29"
+    assert sd["SerdeInfo"] == table_sd["SerdeInfo"]
+    assert sd["Columns"] == table_sd["Columns"]
+    assert sd["InputFormat"] == table_sd["InputFormat"]
+
+
+def test_hive_hourly_event_on_aws_hive_table(mocked: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLUE_DATABASE", DATABASE)
+    monkeypatch.setenv("GLUE_TABLE", "hive")
+    keys = ["aws-account-id", "aws-service", "aws-region", "year", "month", "day", "hour"]
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", [(k, "string") for k in keys], table="hive")
+    handlers.on_object_created(load_event("s3_notification_hive_hourly.json"))
+    folder = f"s3://{BUCKET}/AWSLogs/aws-account-id={ACCOUNT}/aws-service=vpcflowlogs/aws-region=us-east-1/year=2022/month=08/day=29/"
+    assert partitions(glue(), table="hive") == {
+        (ACCOUNT, "vpcflowlogs", "us-east-1", "2022", "08", "29", "09"): folder + "hour=09/",
+        (ACCOUNT, "vpcflowlogs", "us-east-1", "2022", "08", "29", "10"): folder + "hour=10/",
+    }
+
+
+def test_250_partitions_in_one_event_are_written_in_calls_of_at_most_100(setup: str) -> None:
+    days = [time.strftime("%Y-%m-%d", time.gmtime(1577836800 + 86400 * i)) for i in range(250)]
+    keys = [flow_key(d) for d in days]
+    counter = CallCounter(glue())
+    sizes: list[int] = []
+    glue().meta.events.register(
+        "before-parameter-build.glue.BatchCreatePartition",
+        lambda params, **_: sizes.append(len(params["PartitionInputList"])),
+    )
+    handlers.on_object_created(json.loads(s3_body(*keys)))
+    assert sizes == [100, 100, 50]  # AWS rejects more than 100; moto would not
+    assert counter.entries["BatchCreatePartition"] == 250
+    assert len(partitions(glue())) == 250
+
+
+def test_already_existing_partitions_count_as_success(setup: str) -> None:
+    handlers.on_object_created(load_event("sns_s3.json"))
+    handlers.reset()  # a cold container that does not know
+    if setup == "dynamodb-cache":
+        dynamodb().delete_table(TableName=CACHE)
+        create_cache()
+    response = handlers.on_object_created(load_event("sqs_s3.json"))
+    assert response == {"batchItemFailures": []}
+    assert set(partitions(glue())) == {("2022-08-29",), ("2022-08-30",)}
+
+
+def test_an_error_entry_fails_only_the_messages_behind_that_partition(setup: str) -> None:
+    def fail_30th(params: dict[str, Any], **_: Any) -> None:
+        wanted = [p["Values"] for p in params["PartitionInputList"]]
+        if ["2022-08-30"] in wanted:
+            params["PartitionInputList"] = [
+                p for p in params["PartitionInputList"] if p["Values"] != ["2022-08-30"]
+            ]
+
+    glue().meta.events.register("before-parameter-build.glue.BatchCreatePartition", fail_30th)
+    original = glue().meta.events
+
+    def add_error(parsed: dict[str, Any], **_: Any) -> None:
+        parsed.setdefault("Errors", []).append(
+            {
+                "PartitionValues": ["2022-08-30"],
+                "ErrorDetail": {"ErrorCode": "InternalServiceException", "ErrorMessage": "x"},
+            }
+        )
+
+    original.register("after-call.glue.BatchCreatePartition", lambda parsed, **kw: add_error(parsed))
+    event = sqs_event(s3_body(flow_key("2022-08-29")), s3_body(flow_key("2022-08-30")), "not json")
+    response = handlers.on_object_created(event)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert set(partitions(glue())) == {("2022-08-29",)}
+    if setup == "dynamodb-cache":
+        items = dynamodb().scan(TableName=CACHE)["Items"]
+        assert [json.loads(i["id"]["S"])[-1] for i in items if i["status"]["S"] == "present"] == [
+            "2022-08-29"
+        ]
+        assert not [i for i in items if "2022-08-30" in i["id"]["S"]]  # claim released, never marked
+
+
+def test_transient_glue_failure_fails_the_records_and_never_marks_the_cache(classic: None) -> None:
+    inject_error(glue(), "BatchCreatePartition", "ThrottlingException", times=1)
+    response = handlers.on_object_created(load_event("sqs_s3.json"))
+    assert len(response["batchItemFailures"]) == 2
+    assert partitions(glue()) == {}
+    assert dynamodb().scan(TableName=CACHE)["Items"] == []
+    # SQS redelivers: the retry succeeds
+    assert handlers.on_object_created(load_event("sqs_s3.json")) == {"batchItemFailures": []}
+    assert len(partitions(glue())) == 2
+
+
+@pytest.mark.parametrize("name", ["s3_notification.json", "sns_s3.json", "eventbridge_object_created.json"])
+def test_direct_invocations_raise_on_transient_failure(classic: None, name: str) -> None:
+    inject_error(glue(), "BatchCreatePartition", "InternalServiceException", times=1, status=500)
+    with pytest.raises(TransientError):
+        handlers.on_object_created(load_event(name))
+    handlers.on_object_created(load_event(name))  # Lambda's retry
+    assert partitions(glue())
+
+
+def test_batch_operations_transient_failure_is_temporary(classic: None) -> None:
+    inject_error(glue(), "BatchCreatePartition", "ThrottlingException", times=1)
+    response = handlers.on_object_created(load_event("batch_operations_v2.json"))
+    assert [r["resultCode"] for r in response["results"]] == ["TemporaryFailure"] * 2
+
+
+def test_dynamodb_errors_fail_the_record(classic: None) -> None:
+    inject_error(dynamodb(), "PutItem", "ProvisionedThroughputExceededException")
+    response = handlers.on_object_created(load_event("sqs_s3.json"))
+    assert len(response["batchItemFailures"]) == 2
+    assert partitions(glue()) == {}
+
+
+@pytest.mark.parametrize("missing", ["table", "database"])
+def test_missing_table_fails_loudly_every_time(
+    mocked: None, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    monkeypatch.setenv("GLUE_DATABASE", DATABASE)
+    monkeypatch.setenv("GLUE_TABLE", TABLE)
+    if missing == "table":
+        glue().create_database(DatabaseInput={"Name": DATABASE})
+    for _ in range(2):
+        with pytest.raises(Exception, match="EntityNotFoundException"):
+            handlers.on_object_created(load_event("sqs_s3.json"))
+    response = handlers.on_object_created(load_event("batch_operations_v1.json"))
+    assert response["results"][0]["resultCode"] == "PermanentFailure"
+    assert "EntityNotFoundException" in response["results"][0]["resultString"]
+
+
+def test_unknown_partition_key_fails_loudly(mocked: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLUE_DATABASE", DATABASE)
+    monkeypatch.setenv("GLUE_TABLE", TABLE)
+    create_table(glue(), keys=[("dt", "string"), ("team", "string")])
+    for _ in range(2):
+        with pytest.raises(Exception, match="'team'"):
+            handlers.on_object_created(load_event("sqs_s3.json"))
+
+
+def test_ignored_unpartitionable_and_malformed_succeed_and_are_counted(
+    classic: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SOURCE_BUCKETS", f"{BUCKET},another")
+    event = sqs_event(
+        s3_body(flow_key("2022-08-29")),  # created
+        s3_body("AWSLogs/123456789012/CloudTrail/us-east-1/2022/08/29/x.json.gz"),  # not a flow log
+        s3_body(flow_key("2022-08-29", account="210987654321")),  # outside the table
+        s3_body(flow_key("2022-08-29"), bucket="foreign"),  # not an allowed bucket
+        "{not json",
+        load_event("sqs_s3_test_event.json")["Records"][0]["body"],
+    )
+    capsys.readouterr()
+    response = handlers.on_object_created(event)
+    assert response == {"batchItemFailures": []}
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics == {"PartitionsCreated": 1, "ObjectsIgnored": 4, "RecordsMalformed": 1}
+
+
+def test_unpartitionable_objects_are_counted_not_retried(
+    mocked: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GLUE_DATABASE", DATABASE)
+    monkeypatch.setenv("GLUE_TABLE", TABLE)
+    keys = [
+        ("aws_account_id", "string"),
+        ("aws_region", "string"),
+        ("year", "string"),
+        ("month", "string"),
+        ("day", "string"),
+        ("hour", "string"),
+    ]
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", keys)
+    capsys.readouterr()
+    response = handlers.on_object_created(sqs_event(s3_body(flow_key("2022-08-29"))))
+    assert response == {"batchItemFailures": []}
+    assert emitted_metrics(capsys.readouterr().out) == {"ObjectsUnpartitionable": 1}
+    assert partitions(glue()) == {}
+
+
+def test_a_warm_container_makes_no_aws_call_for_known_partitions(setup: str) -> None:
+    handlers.on_object_created(load_event("sqs_s3.json"))
+    glue_calls, ddb_calls = CallCounter(glue()), CallCounter(dynamodb())
+    for _ in range(50):
+        assert handlers.on_object_created(load_event("sqs_s3.json")) == {"batchItemFailures": []}
+        handlers.on_object_created(load_event("eventbridge_object_created.json"))
+    assert glue_calls.total == 0 and ddb_calls.total == 0
+
+
+def test_cache_saves_glue_calls_in_a_cold_container(classic: None) -> None:
+    handlers.on_object_created(load_event("sqs_s3.json"))
+    handlers.reset()
+    glue_calls, ddb_calls = CallCounter(glue()), CallCounter(dynamodb())
+    handlers.on_object_created(load_event("sqs_s3.json"))
+    assert glue_calls.calls == {"GetTable": 1}
+    assert ddb_calls.calls == {"PutItem": 2}  # one conditional claim each, answered "present"
+
+
+def test_expired_cache_entries_are_absent(classic: None) -> None:
+    handlers.on_object_created(load_event("sns_s3.json"))
+    glue().delete_partition(DatabaseName=DATABASE, TableName=TABLE, PartitionValues=["2022-08-29"])
+    items = dynamodb().scan(TableName=CACHE)["Items"]
+    assert len(items) == 1
+    item = items[0] | {"expiration": {"N": str(int(time.time()) - 60)}}  # TTL has not deleted it yet
+    dynamodb().put_item(TableName=CACHE, Item=item)
+    handlers.reset()
+    handlers.on_object_created(load_event("sns_s3.json"))
+    assert set(partitions(glue())) == {("2022-08-29",)}
+
+
+def test_a_recreated_table_never_trusts_old_cache_entries(classic: None) -> None:
+    handlers.on_object_created(load_event("sns_s3.json"))
+    glue().delete_table(DatabaseName=DATABASE, Name=TABLE)
+    time.sleep(1.1)  # CreateTime has one-second resolution
+    create_table(glue())
+    handlers.reset()
+    handlers.on_object_created(load_event("sns_s3.json"))
+    assert set(partitions(glue())) == {("2022-08-29",)}
+
+
+def test_concurrent_invocations_make_one_create_attempt(classic: None) -> None:
+    """8 containers see one brand-new partition at once: one create, every record succeeds."""
+    counter = CallCounter(glue())
+    settings = Settings.from_env()
+    lock = threading.Lock()  # DynamoDB conditional writes are atomic; moto's are not thread-safe
+    ddb = dynamodb()
+    real_put = ddb.put_item
+
+    def atomic_put(**kwargs: Any) -> Any:
+        with lock:
+            return real_put(**kwargs)
+
+    ddb.put_item = atomic_put  # type: ignore[method-assign]
+    containers = [Partitioner(settings, glue(), ddb) for _ in range(8)]
+    barrier = threading.Barrier(8)
+    attempts: list[int] = []
+    from vpcflow_partitioner.envelopes import unwrap
+
+    messages = unwrap(load_event("sqs_sns_s3.json")).messages
+
+    def invoke(partitioner: Partitioner) -> None:
+        barrier.wait()
+        for attempt in range(1, 6):  # SQS redelivery
+            report = partitioner.run(messages, now=time.time())
+            if not report.failed:
+                attempts.append(attempt)
+                return
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=invoke, args=(c,)) for c in containers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(attempts) == 8  # none lost
+    assert counter.entries["BatchCreatePartition"] == 1
+    assert set(partitions(glue())) == {("2022-08-29",)}
