@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -140,3 +141,92 @@ class Catalog:
                 raise classify(exc, f"Glue BatchDeletePartition {self.table}") from exc
             deleted += len(chunk) - len(response.get("Errors") or [])
         return deleted
+
+
+def ensure_database(glue: Any, database: str, catalog_id: str = "") -> bool:
+    """Create the database unless it exists; True when created."""
+    ids = {"CatalogId": catalog_id} if catalog_id else {}
+    try:
+        glue.create_database(DatabaseInput={"Name": database}, **ids)
+        return True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "AlreadyExistsException":
+            return False
+        raise classify(exc, f"Glue CreateDatabase {database}") from exc
+    except BotoCoreError as exc:
+        raise classify(exc, f"Glue CreateDatabase {database}") from exc
+
+
+class TableWriter:
+    """Table-level writes for `init`: create, update, and re-describe existing partitions."""
+
+    def __init__(self, glue: Any, table: TableRef) -> None:
+        self._glue = glue
+        self.table = table
+        self._ids = {"CatalogId": table.catalog_id} if table.catalog_id else {}
+
+    def find(self) -> dict[str, Any] | None:
+        """The table, or None when it does not exist."""
+        try:
+            return dict(
+                self._glue.get_table(DatabaseName=self.table.database, Name=self.table.name, **self._ids)[
+                    "Table"
+                ]
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "EntityNotFoundException":
+                return None
+            raise classify(exc, f"Glue GetTable {self.table}") from exc
+        except BotoCoreError as exc:
+            raise classify(exc, f"Glue GetTable {self.table}") from exc
+
+    def create(self, table_input: dict[str, Any]) -> None:
+        self._call(
+            "CreateTable", self._glue.create_table, DatabaseName=self.table.database, TableInput=table_input
+        )
+
+    def update(self, table_input: dict[str, Any]) -> None:
+        self._call(
+            "UpdateTable", self._glue.update_table, DatabaseName=self.table.database, TableInput=table_input
+        )
+
+    def update_partitions(self, descriptor: dict[str, Any]) -> int:
+        """Give every existing partition `descriptor`, keeping its own Location (100 a call).
+
+        Athena reads each partition's own schema, so a table update alone would leave old
+        partitions reading the old columns.
+        """
+        catalog = Catalog(self._glue, self.table)
+        entries = []
+        for values, location in catalog.partitions():
+            sd = copy.deepcopy(descriptor)
+            sd["Location"] = location
+            entries.append(
+                {
+                    "PartitionValueList": list(values),
+                    "PartitionInput": {"Values": list(values), "StorageDescriptor": sd},
+                }
+            )
+        updated = 0
+        for start in range(0, len(entries), CREATE_CHUNK):  # "Entries ... Maximum 100 items"
+            chunk = entries[start : start + CREATE_CHUNK]
+            response = self._call(
+                "BatchUpdatePartition",
+                self._glue.batch_update_partition,
+                DatabaseName=self.table.database,
+                TableName=self.table.name,
+                Entries=chunk,
+            )
+            errors = response.get("Errors") or []
+            if errors:
+                raise TransientError(
+                    f"Glue BatchUpdatePartition {self.table}: {len(errors)} partitions not updated"
+                )
+            updated += len(chunk)
+        return updated
+
+    def _call(self, what: str, method: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
+        try:
+            return dict(method(**kwargs, **self._ids))
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, f"Glue {what} {self.table}") from exc

@@ -85,11 +85,16 @@ def _source(record: Any) -> str | None:
 
 
 def _sqs_message(record: Any) -> Message:
+    return message_from_body(record.message_id, record.body)
+
+
+def message_from_body(message_id: str, body: str) -> Message:
+    """One message from an SQS body (a DLQ being drained, a saved message)."""
     try:
-        body = json.loads(record.body)
+        payload = json.loads(body)
     except (TypeError, ValueError):
-        return Message(record.message_id, malformed="SQS body is not JSON")
-    return _message(record.message_id, body)
+        return Message(message_id, malformed="SQS body is not JSON")
+    return _message(message_id, payload)
 
 
 def _message(message_id: str, payload: Any) -> Message:
@@ -116,6 +121,10 @@ def _collect(payload: Any, objects: list[ObjectRef], ignored: list[str], depth: 
     if payload.get("Type") == "Notification" and isinstance(payload.get("Message"), str):
         # SNS -> SQS without raw message delivery: the SNS envelope is the body.
         _collect(_loads(payload["Message"], "SNS message"), objects, ignored, depth + 1)
+        return
+    if isinstance(payload.get("requestPayload"), dict) and "requestContext" in payload:
+        # A Lambda on-failure destination record: the original event is the payload.
+        _collect(payload["requestPayload"], objects, ignored, depth + 1)
         return
     if payload.get("source") == "aws.s3" and "detail-type" in payload:
         _collect_eventbridge(payload, objects, ignored)

@@ -35,3 +35,7 @@ def classify(exc: Exception, what: str) -> Exception:
     if isinstance(exc, BotoCoreError):
         return TransientError(f"{what}: {exc}")
     return exc
+
+
+class UsageError(ValueError):
+    """Bad input from the command line: a flag, a file, a date (exit code 2)."""

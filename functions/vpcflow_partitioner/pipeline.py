@@ -141,7 +141,7 @@ class Partitioner:
                 ignored[f"notification {reason}"] += 1
                 notes.append(f"ignored: {reason}")
             for ref in message.objects:
-                planned = self._plan(scheme, ref.bucket, ref.key)
+                planned = self.plan_object(scheme, ref.bucket, ref.key)
                 if isinstance(planned, PartitionSpec):
                     specs.add(planned)
                 elif planned.outcome == "unpartitionable":
@@ -177,7 +177,8 @@ class Partitioner:
             report.results.append(MessageResult(message.id, True, "; ".join(done + notes) or "nothing to do"))
         return report
 
-    def _plan(self, scheme: Scheme, bucket: str, key: str) -> PartitionSpec | Skip:
+    def plan_object(self, scheme: Scheme, bucket: str, key: str) -> PartitionSpec | Skip:
+        """The partition one object belongs to, or why none (allowlist, key, table)."""
         allowed = self.settings.source_buckets
         if allowed and bucket not in allowed:
             return Skip("ignored", "bucket not in SOURCE_BUCKETS")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from .keys import LEVELS, FlowLogObject
@@ -158,6 +158,36 @@ class Scheme:
             )
         values = tuple(_value(k, obj) for k in self.keys)
         return PartitionSpec(values, f"s3://{bucket}/{obj.folder(deepest)}")
+
+    def date_of(self, values: tuple[str, ...]) -> date | None:
+        """The date a partition's values name, or None when its keys hold no whole date."""
+        parts: dict[str, str] = {}
+        for key, value in zip(self.keys, values, strict=False):
+            if key.role in ("year", "month", "day"):
+                parts[key.role] = value
+            elif key.role == "date":
+                pattern = "".join(
+                    {
+                        "yyyy": r"(?P<year>\d{4})",
+                        "yy": r"(?P<yy>\d{2})",
+                        "MM": r"(?P<month>\d{2})",
+                        "dd": r"(?P<day>\d{2})",
+                        "HH": r"\d{2}",
+                    }[text]
+                    if is_token
+                    else re.escape(text)
+                    for text, is_token in key.date_format
+                )
+                match = re.fullmatch(pattern, value)
+                if match is None:
+                    return None
+                parts |= {k: v for k, v in match.groupdict().items() if v}
+                if "yy" in parts:
+                    parts["year"] = "20" + parts.pop("yy")
+        try:
+            return date(int(parts["year"]), int(parts["month"]), int(parts["day"]))
+        except (KeyError, ValueError):
+            return None
 
     def partition_input(self, spec: PartitionSpec) -> dict[str, Any]:
         """The Glue PartitionInput: the table's StorageDescriptor with only Location changed."""

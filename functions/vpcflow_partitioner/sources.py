@@ -1,4 +1,4 @@
-"""Where recovery messages come from: a walk over the bucket's date folders.
+"""Where recovery messages come from: event files, an SQS queue, a walk over the bucket.
 
 The walk lists folders with ListObjectsV2 and a "/" delimiter, level by level
 (accounts -> service -> regions -> years -> months -> days [-> hours]), pruning by the date
@@ -10,16 +10,17 @@ confirmed with one short listing that must find a real flow-log object.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .envelopes import Message, ObjectRef
-from .errors import classify
+from .envelopes import Message, ObjectRef, message_from_body, unwrap
+from .errors import UsageError, classify
 from .keys import LEVELS, REGION_PATTERN, parse_key
 from .scheme import Scheme
 
@@ -152,3 +153,91 @@ def sweep_messages(s3: Any, scheme: Scheme, days: int, now: float) -> list[Messa
     today = datetime.fromtimestamp(now, tz=UTC).date()
     walk = FolderWalk(s3, scheme, DateRange(today - timedelta(days=days - 1), today))
     return list(walk.messages())
+
+
+def read_event_files(paths: list[str]) -> Iterator[tuple[str, Any]]:
+    """(label, event) for each JSON document in the files: one per file, or one per line."""
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            yield path, json.loads(text)
+            continue
+        except ValueError:
+            pass
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield f"{path}:{number}", json.loads(line)
+            except ValueError:
+                yield f"{path}:{number}", _NOT_JSON
+
+
+_NOT_JSON = object()
+
+
+def events_to_messages(label: str, event: Any) -> list[Message]:
+    """Messages of one saved event in any envelope; a line that is not JSON is malformed."""
+    if event is _NOT_JSON:
+        return [Message(label, malformed="not JSON")]
+    envelope = unwrap(event)
+    if envelope.kind == "direct":
+        return [Message(label, m.objects, m.ignored, m.malformed) for m in envelope.messages]
+    return [Message(f"{label}#{m.id}", m.objects, m.ignored, m.malformed) for m in envelope.messages]
+
+
+@dataclass
+class DrainResult:
+    received: int = 0
+    deleted: int = 0
+    kept: int = 0
+
+
+def drain_queue(
+    sqs: Any,
+    queue_url: str,
+    process: Callable[[list[Message]], dict[str, bool]],
+    visibility_timeout: int = 300,
+) -> DrainResult:
+    """Receive every message once; delete each only after `process` reported it ok.
+
+    Failed messages stay in the queue (hidden for `visibility_timeout`, so this drain does
+    not loop on them) and become visible again for the next attempt.
+    """
+    result = DrainResult()
+    seen: set[str] = set()
+    while True:
+        response = _sqs_call(
+            sqs.receive_message,
+            queue_url,
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,  # SQS's maximum per receive
+            WaitTimeSeconds=1,
+            VisibilityTimeout=visibility_timeout,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        batch = [m for m in response.get("Messages") or [] if m["MessageId"] not in seen]
+        if not batch:
+            return result
+        seen.update(m["MessageId"] for m in batch)
+        result.received += len(batch)
+        outcome = process([message_from_body(m["MessageId"], m.get("Body", "")) for m in batch])
+        done = [m for m in batch if outcome.get(m["MessageId"])]
+        result.kept += len(batch) - len(done)
+        if done:
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
+            deleted = _sqs_call(sqs.delete_message_batch, queue_url, QueueUrl=queue_url, Entries=entries)
+            failed = len(deleted.get("Failed") or [])
+            result.deleted += len(done) - failed
+            result.kept += failed
+
+
+def _sqs_call(method: Callable[..., Any], queue_url: str, **kwargs: Any) -> dict[str, Any]:
+    try:
+        return dict(method(**kwargs))
+    except (ClientError, BotoCoreError) as exc:
+        raise classify(exc, f"SQS {queue_url}") from exc

@@ -1,0 +1,507 @@
+"""`vpcflow-partitioner`: init, replay, backfill, audit and demo, all through the one pipeline.
+
+Exit codes: 0 done / in step, 1 runtime error (AWS error, permission, missing table or
+bucket), 2 usage or input error, 3 drift found (`audit` without `--fix`, `init` against a
+different table without `--update`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from . import aws
+from .bootstrap import create_view, init_table, read_object_fields
+from .config import Settings, SettingsError
+from .envelopes import Message
+from .errors import TransientError, UsageError
+from .formats import (
+    CLASSIC,
+    DEFAULT_FORMAT,
+    HIVE,
+    MULTI_ACCOUNT,
+    PARQUET,
+    TEXT,
+    FormatError,
+    TableSpec,
+    format_string,
+    local_day_query,
+    parse_format,
+    view_sql,
+)
+from .pipeline import Partitioner, Report
+from .scheme import ConfigurationError, PartitionSpec
+from .sources import DateRange, FolderWalk, drain_queue, events_to_messages, read_event_files
+
+OK, RUNTIME_ERROR, USAGE_ERROR, DRIFT = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit code 2
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    out = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        return int(args.run(args, out, err))
+    except (UsageError, FormatError, SettingsError) as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        return USAGE_ERROR
+    except NoCredentialsError:
+        err.print("[bold red]error:[/] no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID)")
+        return RUNTIME_ERROR
+    except (ConfigurationError, TransientError, ClientError, BotoCoreError) as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        return RUNTIME_ERROR
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return RUNTIME_ERROR
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="vpcflow-partitioner", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def table_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--database", default="", help="Glue database (default: $GLUE_DATABASE)")
+        p.add_argument("--table", default="", help="Glue table (default: $GLUE_TABLE)")
+        p.add_argument("--catalog-id", default="", help="catalog account id (default: $GLUE_CATALOG_ID)")
+        p.add_argument("--json", action="store_true", help="print a JSON summary instead of tables")
+
+    def range_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--since", type=_date, help="first date folder, YYYY-MM-DD (default: the first there is)"
+        )
+        p.add_argument(
+            "--until", type=_date, help="last date folder, YYYY-MM-DD (default: the last there is)"
+        )
+
+    init = commands.add_parser(
+        "init",
+        help="create the Glue table (and an Athena view) that matches what AWS delivers",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_VIEW_HELP,
+    )
+    init.add_argument("--database", required=True)
+    init.add_argument("--table", required=True)
+    init.add_argument("--catalog-id", default="")
+    init.add_argument(
+        "--location", required=True, help="s3://bucket/[prefix/]AWSLogs/[{account}/vpcflowlogs/{region}/]"
+    )
+    source = init.add_mutually_exclusive_group()
+    source.add_argument("--format", default="", help=f"the flow log's LogFormat (default: {DEFAULT_FORMAT})")
+    source.add_argument(
+        "--from-object",
+        default="",
+        help="s3://.../file.log.gz or .log.parquet: read the format from a delivered file",
+    )
+    init.add_argument(
+        "--file-format",
+        choices=[TEXT, PARQUET],
+        default="",
+        help="default: text, or the --from-object file's",
+    )
+    layout = init.add_mutually_exclusive_group()
+    layout.add_argument(
+        "--multi-account",
+        action="store_true",
+        help="(aws_account_id, aws_region, year, month, day) over AWSLogs/",
+    )
+    layout.add_argument(
+        "--hive",
+        action="store_true",
+        help="Hive-compatible prefixes: AWS's aws-account-id=... partition names",
+    )
+    init.add_argument(
+        "--hourly", action="store_true", help="hourly partitions (the flow log delivers per hour)"
+    )
+    init.add_argument("--update", action="store_true", help="update a table that differs, and its partitions")
+    init.add_argument(
+        "--print-ddl",
+        action="store_true",
+        help="print the Athena DDL (and the partition-projection variant); change nothing",
+    )
+    init.add_argument(
+        "--view-timezone", default="", help="also create <table>_<zone> with start/end in this IANA zone"
+    )
+    init.add_argument(
+        "--workgroup", default="primary", help="Athena workgroup for the view (default: primary)"
+    )
+    init.add_argument(
+        "--athena-output", default="", help="s3:// query result location, if the workgroup has none"
+    )
+    init.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
+    init.add_argument("--json", action="store_true")
+    init.set_defaults(run=_init)
+
+    replay = commands.add_parser(
+        "replay", help="replay saved events (any envelope) or drain a queue such as the DLQ"
+    )
+    table_options(replay)
+    replay.add_argument("files", nargs="*", help="JSON files: one event per file, or one per line (NDJSON)")
+    replay.add_argument(
+        "--queue-url", default="", help="drain this SQS queue; a message is deleted only after success"
+    )
+    replay.add_argument("--dry-run", action="store_true")
+    replay.set_defaults(run=_replay)
+
+    backfill = commands.add_parser(
+        "backfill", help="create the partitions of every date folder in the bucket"
+    )
+    table_options(backfill)
+    range_options(backfill)
+    backfill.add_argument("--dry-run", action="store_true")
+    backfill.set_defaults(run=_backfill)
+
+    audit = commands.add_parser("audit", help="compare date folders in S3 with partitions in Glue")
+    table_options(audit)
+    range_options(audit)
+    audit.add_argument("--fix", action="store_true", help="create the missing partitions")
+    audit.add_argument("--prune", action="store_true", help="also delete partitions whose folder is gone")
+    audit.add_argument("--dry-run", action="store_true")
+    audit.set_defaults(run=_audit)
+
+    demo = commands.add_parser("demo", help="the whole flow on a local AWS (moto); no account needed")
+    demo.add_argument("--days", type=int, default=3)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+_VIEW_HELP = """\
+Local time: --view-timezone Asia/Seoul creates a view whose start/end are KST timestamps,
+computed with AT TIME ZONE (correct across DST, unlike + INTERVAL '9' HOUR). Partitions stay
+UTC, so one local day spans two UTC date partitions. Prune on both, then filter on start:
+
+  SELECT * FROM flowlogs.vpc_flow_logs_asia_seoul
+  WHERE ("date" = DATE '2022-08-28' OR "date" = DATE '2022-08-29')
+    AND "start" >= TIMESTAMP '2022-08-29 00:00:00'
+    AND "start" <  TIMESTAMP '2022-08-30 00:00:00'
+"""
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        GLUE_DATABASE=args.database, GLUE_TABLE=args.table, GLUE_CATALOG_ID=args.catalog_id
+    )
+
+
+def _client(settings: Settings, service: str) -> Any:
+    return aws.client(service, settings.endpoint_url, settings.region)
+
+
+def _partitioner(settings: Settings) -> Partitioner:
+    cache = _client(settings, "dynamodb") if settings.cache_table else None
+    return Partitioner(settings, _client(settings, "glue"), cache)
+
+
+# ---------------------------------------------------------------- init
+
+
+def _init(args: argparse.Namespace, out: Console, err: Console) -> int:
+    settings = Settings.from_env(
+        GLUE_DATABASE=args.database, GLUE_TABLE=args.table, GLUE_CATALOG_ID=args.catalog_id
+    )
+    file_format = args.file_format or TEXT
+    if args.from_object:
+        fields, detected = read_object_fields(_client(settings, "s3"), args.from_object)
+        file_format = args.file_format or detected
+    else:
+        fields = parse_format(args.format or DEFAULT_FORMAT)
+    layout = HIVE if args.hive else MULTI_ACCOUNT if args.multi_account else CLASSIC
+    location = args.location if args.location.endswith("/") else args.location + "/"
+    spec = TableSpec(args.database, args.table, location, fields, file_format, layout, args.hourly)
+    if args.print_ddl:
+        out.print(spec.athena_ddl(), markup=False)
+        out.print(
+            "\n-- Athena-only alternative: partition projection, no catalog partitions needed", markup=False
+        )
+        out.print(spec.projection_ddl(), markup=False)
+        if args.view_timezone:
+            out.print(f"\n{view_sql(spec, args.view_timezone)[1]};", markup=False)
+        return OK
+    result = init_table(
+        _client(settings, "glue"), spec, settings.catalog_id, update=args.update, dry_run=args.dry_run
+    )
+    view = ""
+    if args.view_timezone:
+        view, sql = view_sql(spec, args.view_timezone)
+        if not args.dry_run and result.action != "differs":
+            create_view(_client(settings, "athena"), sql, args.workgroup, args.athena_output)
+    summary = {
+        "table": f"{spec.database}.{spec.name}",
+        "action": result.action,
+        "differences": result.differences,
+        "partitions_updated": result.partitions_updated,
+        "format": format_string(fields),
+        "file_format": file_format,
+        "layout": layout,
+        "view": view,
+    }
+    if args.json:
+        out.print(json.dumps(summary, indent=2), markup=False)
+    else:
+        out.print(f"table [bold]{spec.database}.{spec.name}[/]: {result.action}")
+        for difference in result.differences:
+            out.print(f"  [yellow]differs[/] {difference}")
+        if result.action == "differs":
+            out.print("  nothing changed; run again with --update to apply")
+        if result.partitions_updated:
+            out.print(f"  {result.partitions_updated} existing partitions updated to the new columns")
+        if view:
+            out.print(
+                f"view [bold]{spec.database}.{view}[/]: {'would create' if args.dry_run else 'created'}"
+            )
+            out.print(local_day_query(spec, args.view_timezone, date(2022, 8, 29)), markup=False)
+    return DRIFT if result.action == "differs" else OK
+
+
+# ---------------------------------------------------------------- replay / backfill / audit
+
+
+@dataclass
+class _Totals:
+    events: int = 0
+    messages: int = 0
+    objects: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    partitions: dict[PartitionSpec, str] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def add(self, report: Report) -> None:
+        self.counts.update(report.counts)
+        self.partitions.update(report.outcomes)
+        self.failures += [f"{r.id}: {r.detail}" for r in report.failed]
+
+    def summary(self) -> dict[str, Any]:
+        outcomes = Counter(self.partitions.values())
+        return {
+            "events": self.events,
+            "messages": self.messages,
+            "objects": self.objects,
+            "partitions_created": outcomes["created"],
+            "partitions_already_present": outcomes["exists"] + outcomes["known"] + outcomes["cached"],
+            "partitions_would_create": outcomes["would create"],
+            "ignored": self.counts["ObjectsIgnored"],
+            "unpartitionable": self.counts["ObjectsUnpartitionable"],
+            "malformed": self.counts["RecordsMalformed"],
+            "failed": len(self.failures),
+        }
+
+
+def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if bool(args.files) == bool(args.queue_url):
+        raise UsageError("give event files or --queue-url, not both and not neither")
+    settings = _settings(args)
+    partitioner = _partitioner(settings)
+    totals = _Totals()
+    if args.queue_url:
+        if args.dry_run:
+            raise UsageError(
+                "--dry-run cannot drain a queue (receiving hides messages); replay saved files instead"
+            )
+
+        def process(messages: list[Message]) -> dict[str, bool]:
+            totals.messages += len(messages)
+            totals.objects += sum(len(m.objects) for m in messages)
+            report = partitioner.run(messages, now=time.time(), use_cache=False)
+            totals.add(report)
+            return {r.id: r.ok for r in report.results}
+
+        drained = drain_queue(_client(settings, "sqs"), args.queue_url, process)
+        totals.events = drained.received
+        extra = {"deleted": drained.deleted, "kept_in_queue": drained.kept}
+    else:
+        messages = []
+        for label, event in read_event_files(args.files):
+            totals.events += 1
+            messages += events_to_messages(label, event)
+        totals.messages = len(messages)
+        totals.objects = sum(len(m.objects) for m in messages)
+        # Recovery asks Glue, never the cache.
+        totals.add(partitioner.run(messages, now=time.time(), use_cache=False, dry_run=args.dry_run))
+        extra = {}
+    return _finish(args, out, totals, extra, "replay")
+
+
+def _walk(
+    args: argparse.Namespace, settings: Settings, partitioner: Partitioner, err: Console
+) -> tuple[FolderWalk, list[Message]]:
+    if args.since and args.until and args.since > args.until:
+        raise UsageError("--since is after --until")
+    walk = FolderWalk(_client(settings, "s3"), partitioner.scheme(), DateRange(args.since, args.until))
+    messages = []
+    with _progress(err) as progress:
+        task = progress.add_task("listing date folders", total=None)
+        for message in walk.messages():
+            messages.append(message)
+            progress.update(
+                task, advance=1, description=f"listing date folders ({walk.list_calls} list calls)"
+            )
+    return walk, messages
+
+
+def _backfill(args: argparse.Namespace, out: Console, err: Console) -> int:
+    settings = _settings(args)
+    partitioner = _partitioner(settings)
+    walk, messages = _walk(args, settings, partitioner, err)
+    totals = _Totals(events=len(messages), messages=len(messages), objects=len(messages))
+    totals.add(partitioner.run(messages, now=time.time(), use_cache=False, dry_run=args.dry_run))
+    extra = {
+        "folders": len(messages),
+        "list_calls": walk.list_calls,
+        "glue_create_calls": partitioner.catalog.create_calls,
+    }
+    return _finish(args, out, totals, extra, "backfill")
+
+
+def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
+    settings = _settings(args)
+    partitioner = _partitioner(settings)
+    scheme = partitioner.scheme()
+    walk, messages = _walk(args, settings, partitioner, err)
+    expected: dict[tuple[str, ...], PartitionSpec] = {}
+    for message in messages:
+        for ref in message.objects:
+            planned = partitioner.plan_object(scheme, ref.bucket, ref.key)
+            if isinstance(planned, PartitionSpec):
+                expected[planned.values] = planned
+    dates = DateRange(args.since, args.until)
+    in_glue: dict[tuple[str, ...], str] = {}
+    for values, location in partitioner.catalog.partitions():
+        day = scheme.date_of(values)
+        if day is None or dates.admits((day.year, day.month, day.day)):
+            in_glue[values] = location
+    missing = sorted(v for v in expected if v not in in_glue)
+    orphaned = sorted(v for v in in_glue if v not in expected)
+    fixed: Report | None = None
+    pruned = 0
+    if args.fix and missing and not args.dry_run:
+        fixed = partitioner.run(
+            [m for m in messages if _values_of(partitioner, m) in set(missing)],
+            now=time.time(),
+            use_cache=False,
+        )
+    if args.prune and orphaned and not args.dry_run:
+        pruned = partitioner.catalog.delete(orphaned)
+    still_missing = [
+        v for v in missing if fixed is None or fixed.outcomes.get(expected[v]) not in ("created", "exists")
+    ]
+    still_orphaned = orphaned if pruned == 0 else []
+    summary = {
+        "folders": len(expected),
+        "partitions_in_glue": len(in_glue),
+        "missing": ["/".join(v) for v in missing],
+        "orphaned": ["/".join(v) for v in orphaned],
+        "created": len(missing) - len(still_missing) if fixed else 0,
+        "pruned": pruned,
+        "list_calls": walk.list_calls,
+    }
+    if args.json:
+        out.print(json.dumps(summary, indent=2), markup=False)
+    else:
+        table = Table(title=f"audit {scheme.table} ({scheme.location})")
+        table.add_column("partition")
+        table.add_column("state")
+        for v in missing:
+            table.add_row("/".join(v), "[green]created[/]" if v not in still_missing else "[red]missing[/]")
+        for v in orphaned:
+            table.add_row("/".join(v), "[yellow]pruned[/]" if pruned else "[yellow]orphaned (folder gone)[/]")
+        if missing or orphaned:
+            out.print(table)
+        out.print(
+            f"{len(expected)} folders, {len(in_glue)} partitions in Glue: {len(missing)} missing, "
+            f"{len(orphaned)} orphaned ({walk.list_calls} list calls)"
+        )
+    if fixed is not None and fixed.failed:
+        return RUNTIME_ERROR
+    return DRIFT if still_missing or still_orphaned else OK
+
+
+def _values_of(partitioner: Partitioner, message: Message) -> tuple[str, ...] | None:
+    for ref in message.objects:
+        planned = partitioner.plan_object(partitioner.scheme(), ref.bucket, ref.key)
+        if isinstance(planned, PartitionSpec):
+            return planned.values
+    return None
+
+
+def _finish(args: argparse.Namespace, out: Console, totals: _Totals, extra: dict[str, Any], what: str) -> int:
+    summary = totals.summary() | extra
+    if args.json:
+        out.print(json.dumps(summary | {"failures": totals.failures}, indent=2), markup=False)
+    else:
+        changed = sorted(
+            ((s, o) for s, o in totals.partitions.items() if o in ("created", "would create")),
+            key=lambda item: item[0].values,
+        )
+        if changed and len(changed) <= 50:
+            table = Table(title=f"{what}: partitions {'to create' if args.dry_run else 'created'}")
+            table.add_column("values")
+            table.add_column("location")
+            for spec, _ in changed:
+                table.add_row("/".join(spec.values), spec.location)
+            out.print(table)
+        summary_table = Table(title=f"{what} summary", show_header=False)
+        for key, value in summary.items():
+            summary_table.add_row(key.replace("_", " "), str(value))
+        out.print(summary_table)
+        for failure in totals.failures[:20]:
+            out.print(f"[red]failed[/] {failure}")
+    return RUNTIME_ERROR if totals.failures else OK
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def _demo(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from .demo import run_demo
+
+    return run_demo(out, days=args.days)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""`vpcflow-partitioner init` on moto."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from helpers import ACCOUNT, BUCKET, CLASSIC_LOCATION, load_event, partitions
+from vpcflow_partitioner import aws, handlers
+from vpcflow_partitioner.cli import main
+from vpcflow_partitioner.formats import FIELDS, PARQUET, TableSpec, columns, format_string
+
+DB, TABLE = "flowlogs", "vpc_flow_logs"
+
+
+def glue() -> Any:
+    return aws.client("glue", "", "us-east-1")
+
+
+def s3() -> Any:
+    return aws.client("s3", "", "us-east-1")
+
+
+@pytest.fixture
+def world(mocked: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLUE_DATABASE", DB)
+    monkeypatch.setenv("GLUE_TABLE", TABLE)
+    s3().create_bucket(Bucket=BUCKET)
+
+
+def init(*extra: str) -> int:
+    return main(["init", "--database", DB, "--table", TABLE, "--location", CLASSIC_LOCATION, *extra])
+
+
+def columns_of(table: str = TABLE) -> list[tuple[str, str]]:
+    sd = glue().get_table(DatabaseName=DB, Name=table)["Table"]["StorageDescriptor"]
+    return [(c["Name"], c["Type"]) for c in sd["Columns"]]
+
+
+def test_default_init_creates_the_tutorial_table_and_is_idempotent(world: None, capsys: Any) -> None:
+    assert init() == 0
+    table = glue().get_table(DatabaseName=DB, Name=TABLE)["Table"]
+    assert table["PartitionKeys"] == [{"Name": "date", "Type": "date"}]
+    assert columns_of()[7] == ("protocol", "bigint")
+    before = table["UpdateTime"] if "UpdateTime" in table else None
+    assert init() == 0
+    assert "unchanged" in capsys.readouterr().out
+    assert glue().get_table(DatabaseName=DB, Name=TABLE)["Table"].get("UpdateTime") == before
+
+
+def test_lambda_partitions_of_an_init_table_carry_its_serde(world: None) -> None:
+    assert init() == 0
+    handlers.on_object_created(load_event("sqs_s3.json"))
+    table_sd = glue().get_table(DatabaseName=DB, Name=TABLE)["Table"]["StorageDescriptor"]
+    for values in partitions(glue(), DB, TABLE):
+        sd = glue().get_partition(DatabaseName=DB, TableName=TABLE, PartitionValues=list(values))[
+            "Partition"
+        ]["StorageDescriptor"]
+        assert sd["SerdeInfo"] == table_sd["SerdeInfo"] and sd["Columns"] == table_sd["Columns"]
+
+
+def test_bad_format_is_exit_2_and_creates_nothing(world: None, capsys: Any) -> None:
+    assert init("--format", "${version} ${account-id} ${vpcid}") == 2
+    assert "'vpcid'" in capsys.readouterr().err
+    assert glue().get_databases()["DatabaseList"] == []
+
+
+def test_from_object_reads_only_the_header_of_a_gzip_file(world: None) -> None:
+    fields = FIELDS[:29]
+    header = " ".join(f.name for f in fields)
+    body = header + "\n" + "\n".join("2 123456789012 eni-0a1b2c3d " + "x " * 26 for _ in range(20000))
+    key = f"AWSLogs/{ACCOUNT}/vpcflowlogs/us-east-1/2022/08/29/{ACCOUNT}_vpcflowlogs_us-east-1_fl-1_20220829T0005Z_ab.log.gz"
+    s3().put_object(Bucket=BUCKET, Key=key, Body=gzip.compress(body.encode()))
+    ranges: list[str] = []
+    s3().meta.events.register(
+        "before-parameter-build.s3.GetObject", lambda params, **_: ranges.append(params.get("Range"))
+    )
+    assert init("--from-object", f"s3://{BUCKET}/{key}") == 0
+    assert [n for n, _ in columns_of()] == [f.column for f in fields]
+    assert ranges == ["bytes=0-65535"]
+
+
+def test_from_object_reads_a_parquet_footer(world: None) -> None:
+    fields = FIELDS[:20]
+    arrays = {
+        f.column: pa.array([1], pa.int32())
+        if "int" in c["Type"] and c["Type"] == "int"
+        else pa.array([1], pa.int64())
+        if c["Type"] == "bigint"
+        else pa.array(["x"])
+        for f, c in zip(fields, columns(fields, PARQUET), strict=True)
+    }
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(arrays), buffer, compression="gzip")
+    key = f"AWSLogs/{ACCOUNT}/vpcflowlogs/us-east-1/2022/08/29/{ACCOUNT}_vpcflowlogs_us-east-1_fl-1_20220829T0005Z_ab.log.parquet"
+    s3().put_object(Bucket=BUCKET, Key=key, Body=buffer.getvalue())
+    assert init("--from-object", f"s3://{BUCKET}/{key}") == 0
+    table = glue().get_table(DatabaseName=DB, Name=TABLE)["Table"]
+    assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"].endswith("ParquetHiveSerDe")
+    assert columns_of() == [(c["Name"], c["Type"]) for c in columns(fields, PARQUET)]
+
+
+def test_a_different_table_is_reported_and_kept_unless_update(world: None, capsys: Any) -> None:
+    assert init() == 0
+    handlers.on_object_created(load_event("sqs_s3.json"))  # two partitions with the old columns
+    wider = format_string(FIELDS[:20])
+    assert init("--format", wider) == 3
+    out = capsys.readouterr().out
+    assert "columns to add" in out and "vpc_id" in out
+    assert len(columns_of()) == 14
+    assert init("--format", wider, "--update") == 0
+    assert len(columns_of()) == 20
+    for values, location in partitions(glue(), DB, TABLE).items():
+        sd = glue().get_partition(DatabaseName=DB, TableName=TABLE, PartitionValues=list(values))[
+            "Partition"
+        ]["StorageDescriptor"]
+        assert len(sd["Columns"]) == 20 and sd["Location"] == location and location.endswith("/")
+    assert init("--format", wider) == 0
+
+
+def test_partition_keys_cannot_change_in_place(world: None, capsys: Any) -> None:
+    assert init() == 0
+    code = main(
+        [
+            "init",
+            "--database",
+            DB,
+            "--table",
+            TABLE,
+            "--location",
+            f"s3://{BUCKET}/AWSLogs/",
+            "--multi-account",
+            "--update",
+        ]
+    )
+    assert code == 2 and "partition keys" in capsys.readouterr().err
+
+
+def test_view_is_created_through_athena(world: None, capsys: Any) -> None:
+    athena = aws.client("athena", "", "us-east-1")
+    queries: list[str] = []
+    athena.meta.events.register(
+        "before-parameter-build.athena.StartQueryExecution",
+        lambda params, **_: queries.append(params["QueryString"]),
+    )
+    assert init("--view-timezone", "Asia/Seoul", "--athena-output", f"s3://{BUCKET}/athena/") == 0
+    assert len(queries) == 1 and 'VIEW "flowlogs"."vpc_flow_logs_asia_seoul"' in queries[0]
+    assert "DATE '2022-08-28'" in capsys.readouterr().out
+
+
+def test_print_ddl_matches_what_init_creates(world: None, capsys: Any) -> None:
+    assert init("--print-ddl") == 0
+    assert glue().get_databases()["DatabaseList"] == []  # printing changes nothing
+    assert capsys.readouterr().out.startswith(TableSpec(DB, TABLE, CLASSIC_LOCATION).athena_ddl())
+
+
+def test_dry_run_creates_nothing(world: None) -> None:
+    assert init("--dry-run") == 0
+    assert glue().get_databases()["DatabaseList"] == []
