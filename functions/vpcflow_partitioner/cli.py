@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from rich.console import Console
 from rich.progress import (
@@ -31,7 +33,7 @@ from rich.table import Table
 
 from . import aws
 from .bootstrap import create_view, init_table, read_object_fields
-from .config import Settings, SettingsError
+from .config import SERVICE, Settings, SettingsError
 from .envelopes import Message
 from .errors import TransientError, UsageError
 from .formats import (
@@ -65,6 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the exit code."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    # Decisions are logged as JSON on stderr, so that stdout stays the report (or --json).
+    Logger(
+        service=SERVICE,
+        level="INFO" if getattr(args, "verbose", False) else "WARNING",
+        logger_handler=logging.StreamHandler(sys.stderr),
+    )
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
@@ -87,6 +95,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vpcflow-partitioner", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every decision (JSON, on stderr)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def table_options(p: argparse.ArgumentParser) -> None:

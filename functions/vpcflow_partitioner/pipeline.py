@@ -111,7 +111,7 @@ class Partitioner:
             logger.info(
                 "table read",
                 table=str(self._scheme.table),
-                location=self._scheme.location,
+                table_location=self._scheme.location,
                 partition_keys=list(self._scheme.key_names),
             )
         return self._scheme
@@ -279,7 +279,7 @@ class Partitioner:
                 "partition created" if created else "partition already present",
                 table=str(scheme.table),
                 values=list(spec.values),
-                location=spec.location,
+                folder=spec.location,
             )
         if self.cache is not None:
             # Marked only now that Glue has answered: a cache entry always means "in Glue".

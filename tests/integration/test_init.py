@@ -46,7 +46,7 @@ def test_default_init_creates_the_tutorial_table_and_is_idempotent(world: None, 
     table = glue().get_table(DatabaseName=DB, Name=TABLE)["Table"]
     assert table["PartitionKeys"] == [{"Name": "date", "Type": "date"}]
     assert columns_of()[7] == ("protocol", "bigint")
-    before = table["UpdateTime"] if "UpdateTime" in table else None
+    before = table.get("UpdateTime")
     assert init() == 0
     assert "unchanged" in capsys.readouterr().out
     assert glue().get_table(DatabaseName=DB, Name=TABLE)["Table"].get("UpdateTime") == before
