@@ -265,9 +265,7 @@ def test_on_schedule_sweeps_recent_days_only(env: None, monkeypatch: pytest.Monk
 
 def test_on_schedule_raises_on_transient_failure(env: None) -> None:
     create_table(glue(), CLASSIC_LOCATION)
-    s3().put_object(
-        Bucket=BUCKET, Key=object_key("123456789012", "us-east-1", datetime.now(UTC)), Body=b"x"
-    )
+    s3().put_object(Bucket=BUCKET, Key=object_key("123456789012", "us-east-1", datetime.now(UTC)), Body=b"x")
     inject_error(glue(), "BatchCreatePartition", "ThrottlingException", times=1)
     with pytest.raises(Exception, match="ThrottlingException"):
         handlers.on_schedule({})
