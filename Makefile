@@ -23,6 +23,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy -p vpcflow_partitioner
+	$(BIN)/mypy tests
 
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -32,8 +33,11 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: str) -> Settings:
         """Read the documented variables; `overrides` (e.g. CLI flags) win when non-empty."""
-        env = dict(os.environ if environ is None else environ)
-        env.update({k: v for k, v in overrides.items() if v})
+        # Read in place (no copy of the whole environment): this runs on every invocation.
+        env: Mapping[str, str] = ChainMap(
+            {k: v for k, v in overrides.items() if v},
+            os.environ if environ is None else dict(environ),
+        )
         database = env.get("GLUE_DATABASE", "").strip()
         table = env.get("GLUE_TABLE", "").strip()
         if not database or not table:

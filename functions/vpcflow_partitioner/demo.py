@@ -146,7 +146,7 @@ def upload_flow_logs(days: int, first: date, per_day: int = 4, flow_logs: int = 
     from .synthetic import flow_log_file, object_key
 
     s3 = client("s3")
-    keys = []
+    keys: list[str] = []
     for account in ACCOUNTS:
         for region in REGIONS:
             for d in range(days):
@@ -344,7 +344,7 @@ def run_demo(out: Console, days: int = 3) -> int:
             table.add_row(label, str(value))
         out.print(table)
 
-        before, entries_before = calls.snapshot()
+        before, _ = calls.snapshot()
         with tempfile.NamedTemporaryFile("w", suffix=".ndjson", delete=False) as saved:
             for event in stats.events:
                 saved.write(json.dumps(event) + "\n")

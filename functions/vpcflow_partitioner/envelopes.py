@@ -19,14 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote, unquote_plus
 
-from aws_lambda_powertools.utilities.data_classes import (
-    S3Event,
-    SNSEvent,
-    SQSEvent,
-)
+from aws_lambda_powertools.utilities.data_classes import SNSEvent, SQSEvent
 from aws_lambda_powertools.utilities.data_classes.s3_batch_operation_event import (
     S3BatchOperationEvent,
 )
+from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 
 from .keys import parse_key
 
@@ -135,7 +132,7 @@ def _collect(payload: Any, objects: list[ObjectRef], ignored: list[str], depth: 
 def _collect_record(record: Any, objects: list[ObjectRef], ignored: list[str], depth: int) -> None:
     source = _source(record)
     if source == "aws:s3":
-        s3_record = S3Event({"Records": [record]}).record
+        s3_record = S3EventRecord(record)
         if not s3_record.event_name.startswith("ObjectCreated:"):
             ignored.append(s3_record.event_name)
             return

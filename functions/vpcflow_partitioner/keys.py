@@ -65,28 +65,11 @@ class FlowLogObject:
         depth = LEVELS.index(level)
         if depth > LEVELS.index("day") and self.hour is None:
             raise ValueError("daily folders have no hour level")
-        if self.hive:
-            names = (
-                f"aws-account-id={self.account}",
-                "aws-service=vpcflowlogs",
-                f"aws-region={self.region}",
-                f"year={self.year}",
-                f"month={self.month}",
-                f"day={self.day}",
-                f"hour={self.hour}",
-            )
-        else:
-            names = (
-                self.account,
-                "vpcflowlogs",
-                self.region,
-                self.year,
-                self.month,
-                self.day,
-                str(self.hour),
-            )
-        parts = [f"{self.prefix}AWSLogs", *list(names[:depth])]
-        return "/".join(parts) + "/"
+        # The key is the layout itself: the folder ends at the depth-th "/" after AWSLogs/.
+        end = len(self.prefix) + len("AWSLogs/")
+        for _ in range(depth):
+            end = self.key.index("/", end) + 1
+        return self.key[:end]
 
 
 def parse_key(key: str) -> FlowLogObject | None:

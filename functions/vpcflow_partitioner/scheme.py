@@ -7,6 +7,7 @@ The table is the configuration: which keys, in which order, what a whole date lo
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -138,10 +139,6 @@ class Scheme:
     def key_names(self) -> tuple[str, ...]:
         return tuple(k.name for k in self.keys)
 
-    @property
-    def deepest_level(self) -> str:
-        return max((k.level for k in self.keys), key=LEVELS.index)
-
     def plan(self, bucket: str, obj: FlowLogObject) -> PartitionSpec | Skip:
         """The partition `obj` belongs to, or why it has none."""
         if bucket != self.bucket or not obj.key.startswith(self.prefix):
@@ -199,16 +196,23 @@ class Scheme:
         # The table Location fixes every folder above it; each variable folder between the
         # Location and the deepest key must be carried by a key, or two folders would map to
         # the same values.
-        levels = LEVELS[1 : LEVELS.index(deepest) + 1]
-        fixed = {level for level in levels if self.prefix.startswith(obj.folder(level))}
-        carried = {k.level for k in self.keys}
-        for k in self.keys:
-            if k.role == "date":
-                carried |= {"year", "month", "day"}
-        for level in levels:
-            if level in _VARIABLE_LEVELS and level not in fixed and level not in carried:
+        root = len(obj.prefix) + len("AWSLogs/")
+        fixed_depth = self.prefix.count("/", root) if len(self.prefix) > root else 0
+        for level in LEVELS[1 + fixed_depth : LEVELS.index(deepest) + 1]:
+            if level in _VARIABLE_LEVELS and level not in self._carried:
                 return level
         return None
+
+    @functools.cached_property
+    def _carried(self) -> frozenset[str]:
+        carried = {k.level for k in self.keys}
+        if any(k.role == "date" for k in self.keys):
+            carried |= {"year", "month", "day"}
+        return frozenset(carried)
+
+    @functools.cached_property
+    def deepest_level(self) -> str:
+        return max((k.level for k in self.keys), key=LEVELS.index)
 
 
 def _normalise(name: str) -> str:

@@ -54,7 +54,7 @@ def glue_partitions() -> dict[tuple[str, ...], dict[str, Any]]:
 
 
 def expected_from(keys: list[str]) -> dict[tuple[str, ...], str]:
-    out = {}
+    out: dict[tuple[str, ...], str] = {}
     for key in keys:
         obj = parse_key(key)
         assert obj is not None
