@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 STAGE ?= dev
 PYTEST_WORKERS ?= 2
 
+NODE_STAMP := node_modules/.installed
+
 .PHONY: venv test lint typecheck demo bench package deploy clean
 
 $(STAMP): pyproject.toml
@@ -17,6 +19,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# osls, pinned with its lockfile (the open-source Serverless Framework v3 line; v4 needs a login)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check functions tests scripts
 	$(BIN)/ruff format --check functions tests scripts
@@ -25,7 +32,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy -p vpcflow_partitioner
 	$(BIN)/mypy tests
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(NODE_STAMP) lint typecheck
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 demo: $(STAMP)
@@ -33,6 +40,16 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
+
+# Offline, no AWS credentials needed: the CloudFormation template and the zip in .build/package-$(STAGE)
+package: $(STAMP) $(NODE_STAMP)
+	VPCFLOW_PYTHON=$(abspath $(BIN)/python) npx serverless package --stage $(STAGE) --package .build/package-$(STAGE)
+	$(BIN)/cfn-lint .build/package-$(STAGE)/cloudformation-template-update-stack.json
+
+# Needs AWS credentials for the target account: make deploy STAGE=prod [REGION=eu-west-1]
+REGION ?= us-east-1
+deploy: $(STAMP) $(NODE_STAMP)
+	VPCFLOW_PYTHON=$(abspath $(BIN)/python) npx serverless deploy --stage $(STAGE) --region $(REGION)
 
 clean:
 	rm -rf $(VENV) node_modules .serverless .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Keep a Glue/Athena table of VPC Flow Logs partitioned, event by event."""
