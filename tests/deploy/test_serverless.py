@@ -252,7 +252,7 @@ def test_the_zip_runs_as_lambda_imports_it(
             "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
             "GLUE_DATABASE": "flowlogs", "GLUE_TABLE": "vpc_flow_logs", "PATH": os.environ["PATH"],
         }  # fmt: skip
-        glue = boto3.client(
+        glue: Any = boto3.client(
             "glue",
             endpoint_url=endpoint,
             region_name="us-east-1",
