@@ -101,6 +101,8 @@ def _message(message_id: str, payload: Any) -> Message:
         _collect(payload, objects, ignored, depth=0)
     except _Malformed as exc:
         return Message(message_id, malformed=str(exc))
+    except (KeyError, TypeError, AttributeError) as exc:  # a record missing a documented field
+        return Message(message_id, malformed=f"not an S3 event: missing {exc}")
     return Message(message_id, tuple(objects), tuple(ignored))
 
 

@@ -118,3 +118,13 @@ def test_sns_message_that_is_not_json_is_malformed() -> None:
 def test_anything_else_is_malformed_not_an_exception(event: object) -> None:
     envelope = unwrap(event)
     assert envelope.kind == "direct" and envelope.messages[0].malformed
+
+
+def test_a_record_missing_documented_fields_is_malformed() -> None:
+    record = _s3_record(DAY29 + "f.log.gz")
+    del record["s3"]["object"]
+    assert unwrap({"Records": [record]}).messages[0].malformed
+    sqs = load_event("sqs_s3.json")
+    sqs["Records"][0]["body"] = json.dumps({"Records": [{"eventSource": "aws:s3"}]})
+    messages = unwrap(sqs).messages
+    assert messages[0].malformed and messages[1].malformed is None
