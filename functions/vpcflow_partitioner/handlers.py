@@ -113,11 +113,11 @@ def _summary(report: Report) -> dict[str, Any]:
 
 
 def _sqs_response(event: dict[str, Any], report: Report, context: Any) -> dict[str, Any]:
-    failed = {r.id for r in report.failed}
+    failed = {r.id: r.detail for r in report.failed}
 
     def check(record: Any) -> None:
         if record.message_id in failed:
-            raise TransientError(report.result(record.message_id).detail)
+            raise TransientError(failed[record.message_id])
 
     # Return the partial response even when every record failed: SQS redelivers each.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

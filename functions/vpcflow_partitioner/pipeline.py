@@ -62,16 +62,17 @@ class Report:
     results: list[MessageResult] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     outcomes: dict[PartitionSpec, str] = field(default_factory=dict)
+    _index: dict[str, MessageResult] = field(default_factory=dict, repr=False)
 
     @property
     def failed(self) -> list[MessageResult]:
         return [r for r in self.results if not r.ok]
 
     def result(self, message_id: str) -> MessageResult:
-        for r in self.results:
-            if r.id == message_id:
-                return r
-        raise KeyError(message_id)
+        """The result of one message (SQS batches reach 10,000 messages: an index, not a scan)."""
+        if len(self._index) != len(self.results):
+            self._index = {r.id: r for r in self.results}
+        return self._index[message_id]
 
     def metrics(self) -> dict[str, int]:
         """Counts under the fixed metric names (zeros left out)."""
