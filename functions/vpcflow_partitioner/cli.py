@@ -68,11 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     # Decisions are logged as JSON on stderr, so that stdout stays the report (or --json).
-    Logger(
-        service=SERVICE,
-        level="INFO" if getattr(args, "verbose", False) else "WARNING",
-        logger_handler=logging.StreamHandler(sys.stderr),
-    )
+    Logger(service=SERVICE, logger_handler=logging.StreamHandler(sys.stderr))
+    set_log_level(logging.INFO if args.verbose else logging.WARNING)
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
@@ -89,6 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return RUNTIME_ERROR
+
+
+def set_log_level(level: int) -> None:
+    """Set the level of our logger and of every module's child logger (they carry their own)."""
+    for name in [SERVICE, *logging.root.manager.loggerDict]:
+        if name.startswith(SERVICE):
+            logging.getLogger(name).setLevel(level)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -443,7 +447,7 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
         out.print(json.dumps(summary, indent=2), markup=False)
     else:
         table = Table(title=f"audit {scheme.table} ({scheme.location})")
-        table.add_column("partition")
+        table.add_column("partition", overflow="fold")
         table.add_column("state")
         for v in missing:
             table.add_row("/".join(v), "[green]created[/]" if v not in still_missing else "[red]missing[/]")
@@ -479,8 +483,8 @@ def _finish(args: argparse.Namespace, out: Console, totals: _Totals, extra: dict
         )
         if changed and len(changed) <= 50:
             table = Table(title=f"{what}: partitions {'to create' if args.dry_run else 'created'}")
-            table.add_column("values")
-            table.add_column("location")
+            table.add_column("values", overflow="fold")
+            table.add_column("location", overflow="fold")
             for spec, _ in changed:
                 table.add_row("/".join(spec.values), spec.location)
             out.print(table)

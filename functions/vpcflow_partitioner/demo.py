@@ -296,11 +296,10 @@ def run_demo(out: Console, days: int = 3) -> int:
 
     from . import handlers
     from .cli import main as cli
+    from .cli import set_log_level
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    for name in [handlers.SERVICE, *logging.root.manager.loggerDict]:
-        if name.startswith(handlers.SERVICE):
-            logging.getLogger(name).setLevel(logging.WARNING)  # the decisions are in the tables below
+    set_log_level(logging.WARNING)  # the decisions are in the tables below
     started = time.monotonic()
     first = date(2022, 8, 28)
     with local_aws() as endpoint:
