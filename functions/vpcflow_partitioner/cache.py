@@ -78,7 +78,7 @@ class PartitionCache:
         dynamodb: Any,
         table_name: str,
         ttl_days: int,
-        claim_seconds: int = 60,
+        claim_seconds: int = 180,  # longer than a create with all its botocore retries
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._ddb = dynamodb

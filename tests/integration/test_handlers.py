@@ -377,3 +377,34 @@ def test_concurrent_invocations_make_one_create_attempt(classic: None) -> None:
     assert len(attempts) == 8  # none lost
     assert counter.entries["BatchCreatePartition"] == 1
     assert set(partitions(glue())) == {("2022-08-29",)}
+
+
+def _claim_item(expiration: float) -> dict[str, Any]:
+    from vpcflow_partitioner.cache import item_id
+    from vpcflow_partitioner.scheme import PartitionSpec, Scheme
+
+    scheme = Scheme.from_table(glue().get_table(DatabaseName=DATABASE, Name=TABLE)["Table"])
+    spec = PartitionSpec(("2022-08-29",), DAY % "29")
+    return {
+        "id": {"S": item_id(scheme, spec)},
+        "status": {"S": "claimed"},
+        "claim": {"S": "another-container"},
+        "expiration": {"N": str(int(expiration))},
+    }
+
+
+def test_a_live_claim_by_another_invocation_fails_the_record_for_a_retry(classic: None) -> None:
+    dynamodb().put_item(TableName=CACHE, Item=_claim_item(time.time() + 120))
+    counter = CallCounter(glue())
+    response = handlers.on_object_created(load_event("sqs_sns_s3.json"))
+    assert len(response["batchItemFailures"]) == 1  # not lost: SQS delivers it again
+    assert counter.entries["BatchCreatePartition"] == 0  # and no second create attempt
+    item = _claim_item(0) | {"status": {"S": "present"}, "expiration": {"N": str(int(time.time()) + 3600)}}
+    dynamodb().put_item(TableName=CACHE, Item=item)  # the other invocation finished
+    assert handlers.on_object_created(load_event("sqs_sns_s3.json")) == {"batchItemFailures": []}
+
+
+def test_a_claim_left_by_a_crashed_invocation_expires(classic: None) -> None:
+    dynamodb().put_item(TableName=CACHE, Item=_claim_item(time.time() - 1))
+    assert handlers.on_object_created(load_event("sqs_sns_s3.json")) == {"batchItemFailures": []}
+    assert set(partitions(glue())) == {("2022-08-29",)}
