@@ -57,9 +57,8 @@ function glueTableResources(p) {
   return JSON.parse(out);
 }
 
-function queueResources(p) {
-  const r = {};
-  r.EventsDeadLetterQueue = {
+function deadLetterQueue(p) {
+  return {
     Type: 'AWS::SQS::Queue',
     Properties: {
       QueueName: `${p.prefix}-dlq`,
@@ -68,6 +67,10 @@ function queueResources(p) {
       SqsManagedSseEnabled: true,
     },
   };
+}
+
+function queueResources(p) {
+  const r = {};
   r.EventsQueue = {
     Type: 'AWS::SQS::Queue',
     Properties: {
@@ -219,7 +222,7 @@ function alarmResources(p) {
       EvaluationPeriods: 3,
     }),
   };
-  if (p.usesQueue) {
+  {
     r.DeadLetterQueueAlarm = alarm({
       AlarmName: `${p.prefix}-dlq-not-empty`,
       AlarmDescription: 'events gave up after maxReceiveCount tries: fix the cause, then `vpcflow-partitioner replay --queue-url <dlq>`',
@@ -234,15 +237,16 @@ function alarmResources(p) {
 module.exports.resources = async ({ resolveVariable }) => {
   const p = await params(resolveVariable);
   let resources = { ...alarmResources(p) };
+  // Every mode has a DLQ: the queue's redrive target, or the function's on-failure
+  // destination for direct S3 invocations (Lambda retries those twice, then gives up).
+  resources.EventsDeadLetterQueue = deadLetterQueue(p);
   if (p.usesQueue) resources = { ...resources, ...queueResources(p) };
   if (p.cacheOn) resources = { ...resources, ...cacheResources(p) };
   if (p.createWorkgroup === 'true') resources = { ...resources, ...workgroupResources(p) };
   if (p.createTable === 'true') resources = { ...resources, ...glueTableResources(p) };
   const outputs = {};
-  if (p.usesQueue) {
-    outputs.EventsQueueArn = { Value: { 'Fn::GetAtt': ['EventsQueue', 'Arn'] } };
-    outputs.DeadLetterQueueUrl = { Value: { Ref: 'EventsDeadLetterQueue' } };
-  }
+  if (p.usesQueue) outputs.EventsQueueArn = { Value: { 'Fn::GetAtt': ['EventsQueue', 'Arn'] } };
+  outputs.DeadLetterQueueUrl = { Value: { Ref: 'EventsDeadLetterQueue' } };
   if (p.createWorkgroup === 'true') outputs.AthenaWorkGroup = { Value: { Ref: 'AthenaWorkGroup' } };
   return { Resources: resources, Outputs: outputs };
 };
@@ -269,6 +273,13 @@ module.exports.events = async ({ resolveVariable }) => {
       maximumConcurrency: Number(p.maxConcurrency || 5),
     },
   }];
+};
+
+module.exports.destinations = async ({ resolveVariable }) => {
+  const p = await params(resolveVariable);
+  if (p.usesQueue) return {};
+  // `vpcflow-partitioner replay --queue-url <dlq>` reads these on-failure records too.
+  return { onFailure: { type: 'sqs', arn: { 'Fn::GetAtt': ['EventsDeadLetterQueue', 'Arn'] } } };
 };
 
 module.exports.environment = async ({ resolveVariable }) => {

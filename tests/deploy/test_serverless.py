@@ -149,6 +149,10 @@ def test_direct_s3_mode_uses_the_existing_bucket(packages: dict[str, Path]) -> N
     assert "EventsQueue" not in t["Resources"] and "FlowLogsTable" not in t["Resources"]
     custom = [v for v in t["Resources"].values() if v["Type"] == "Custom::S3"]
     assert custom and custom[0]["Properties"]["BucketName"] == "my-flow-logs-bucket"
+    (invoke_config,) = of_type(t, "AWS::Lambda::EventInvokeConfig").values()
+    failure = invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+    assert failure == {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}  # nothing lost after Lambda's retries
+    assert "DeadLetterQueueAlarm" in t["Resources"]
 
 
 def test_cache_table_ttl_encryption_and_pitr_by_stage(packages: dict[str, Path]) -> None:

@@ -128,3 +128,18 @@ def test_a_record_missing_documented_fields_is_malformed() -> None:
     sqs["Records"][0]["body"] = json.dumps({"Records": [{"eventSource": "aws:s3"}]})
     messages = unwrap(sqs).messages
     assert messages[0].malformed and messages[1].malformed is None
+
+
+def test_lambda_on_failure_destination_records_carry_the_original_event() -> None:
+    original = load_event("s3_notification.json")
+    record = {
+        "version": "1.0",
+        "timestamp": "2022-08-29T09:06:00.000Z",
+        "requestContext": {"requestId": "r", "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": original,
+        "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+    }
+    from vpcflow_partitioner.envelopes import message_from_body
+
+    message = message_from_body("dlq-1", json.dumps(record))
+    assert [r.key for r in message.objects] == [r.key for r in unwrap(original).messages[0].objects]
