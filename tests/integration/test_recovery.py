@@ -271,3 +271,21 @@ def test_on_schedule_raises_on_transient_failure(env: None) -> None:
         handlers.on_schedule({})
     handlers.on_schedule({})
     assert len(partitions(glue())) == 1
+
+
+def test_backfill_finds_awslogs_under_a_free_prefix_when_the_table_sits_above_it(env: None) -> None:
+    moment = FIRST + timedelta(minutes=5)
+    key = object_key("111111111111", "us-east-1", moment, prefix="logs/vpc/")
+    s3().put_object(Bucket=BUCKET, Key=key, Body=b"x")
+    s3().put_object(Bucket=BUCKET, Key="other/data.csv", Body=b"x")  # not flow logs: no partition
+    create_table(glue(), f"s3://{BUCKET}/", MULTI_KEYS)
+    assert main(["backfill"]) == 0
+    assert partitions(glue()) == {
+        (
+            "111111111111",
+            "us-east-1",
+            "2024",
+            "02",
+            "10",
+        ): f"s3://{BUCKET}/logs/vpc/AWSLogs/111111111111/vpcflowlogs/us-east-1/2024/02/10/"
+    }
