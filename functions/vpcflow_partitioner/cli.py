@@ -66,7 +66,10 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the exit code."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), returned like every other outcome
+        return int(exc.code or 0)
     # Decisions are logged as JSON on stderr, so that stdout stays the report (or --json).
     Logger(service=SERVICE, logger_handler=logging.StreamHandler(sys.stderr))
     set_log_level(logging.INFO if args.verbose else logging.WARNING)
