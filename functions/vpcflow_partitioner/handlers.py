@@ -49,12 +49,12 @@ def reset() -> None:
 
 def on_object_created(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Ensure the partitions of the objects in any supported S3 ObjectCreated envelope."""
-    return _on_object_created(event, context or _LocalContext())
+    return _on_object_created(event, _context(context))
 
 
 def on_schedule(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Sweep the last RECONCILE_DAYS days of the table's folders and create what is missing."""
-    return _on_schedule(event, context or _LocalContext())
+    return _on_schedule(event, _context(context))
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -146,13 +146,30 @@ def _batch_response(envelope: Envelope, report: Report | None, permanent: str = 
 
 
 class _LocalContext:
-    """Stands in for the Lambda context when a handler is called directly."""
+    """Stands in for the Lambda context (or fills its gaps) when a handler is called directly."""
 
     function_name = SERVICE
     memory_limit_in_mb = 0
     invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{SERVICE}"
     aws_request_id = "local"
 
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 900_000
+    def __init__(self, given: Any = None) -> None:
+        for name in ("function_name", "memory_limit_in_mb", "invoked_function_arn", "aws_request_id"):
+            value = getattr(given, name, None)
+            if value is not None:
+                setattr(self, name, value)
+        self._given = given
+
+    def get_remaining_time_in_millis(self) -> int:
+        remaining = getattr(self._given, "get_remaining_time_in_millis", None)
+        return int(remaining()) if callable(remaining) else 900_000
+
+
+_CONTEXT_FIELDS = ("function_name", "memory_limit_in_mb", "invoked_function_arn", "aws_request_id")
+
+
+def _context(context: Any) -> Any:
+    """The real Lambda context, or a stand-in when there is none or it lacks fields."""
+    if context is not None and all(hasattr(context, name) for name in _CONTEXT_FIELDS):
+        return context
+    return _LocalContext(context)

@@ -408,3 +408,24 @@ def test_a_claim_left_by_a_crashed_invocation_expires(classic: None) -> None:
     dynamodb().put_item(TableName=CACHE, Item=_claim_item(time.time() - 1))
     assert handlers.on_object_created(load_event("sqs_sns_s3.json")) == {"batchItemFailures": []}
     assert set(partitions(glue())) == {("2022-08-29",)}
+
+
+@pytest.mark.parametrize("context", [None, object(), "not a context"])
+def test_any_context_or_none_is_accepted(classic: None, context: Any) -> None:
+    assert handlers.on_object_created(load_event("sqs_s3.json"), context) == {"batchItemFailures": []}
+
+
+def test_a_real_shaped_context_is_used(classic: None) -> None:
+    from types import SimpleNamespace
+
+    context = SimpleNamespace(
+        function_name="vpcflow-partitioner-prod-on-object-created",
+        memory_limit_in_mb=256,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:vpcflow-partitioner-prod-on-object-created",
+        aws_request_id="52fdfc07-2182-154f-163f-5f0f9a621d72",
+        get_remaining_time_in_millis=lambda: 60_000,
+    )
+    handlers.on_object_created(load_event("sqs_s3.json"), context)
+    keys = handlers.logger.get_current_keys()
+    assert keys["function_request_id"] == "52fdfc07-2182-154f-163f-5f0f9a621d72"
+    assert keys["function_memory_size"] == 256
