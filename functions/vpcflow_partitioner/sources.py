@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -54,54 +56,69 @@ class DateRange:
 
 
 class FolderWalk:
-    """Delimiter walk of one table's Location; counts its ListObjectsV2 calls."""
+    """Delimiter walk of one table's Location; counts its ListObjectsV2 calls.
 
-    def __init__(self, s3: Any, scheme: Scheme, dates: DateRange = DateRange()) -> None:
+    Each level's folders are listed, and the leaves probed, by a small thread pool (boto3
+    clients are thread-safe): an organisation's year of folders is hundreds of thousands of
+    independent list calls, and each one waits on the network, not on CPU.
+    """
+
+    def __init__(self, s3: Any, scheme: Scheme, dates: DateRange = DateRange(), workers: int = 16) -> None:
         self._s3 = s3
         self._scheme = scheme
         self._dates = dates
+        self._workers = max(1, workers)
+        self._lock = threading.Lock()
         self.list_calls = 0
         self.leaf_level = scheme.deepest_level
 
     def messages(self) -> Iterator[Message]:
         """One message per leaf folder holding a flow-log object, naming one such object."""
-        for folder in self.leaves():
-            key = self._probe(folder)
-            if key is not None:
-                yield Message(f"s3://{self._scheme.bucket}/{folder}", (ObjectRef(self._scheme.bucket, key),))
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="walk") as pool:
+            leaves = self._leaves(pool)
+            for folder, key in zip(leaves, pool.map(self._probe, leaves), strict=True):
+                if key is not None:
+                    yield Message(
+                        f"s3://{self._scheme.bucket}/{folder}", (ObjectRef(self._scheme.bucket, key),)
+                    )
 
-    def leaves(self) -> Iterator[str]:
+    def leaves(self) -> list[str]:
         """Folders at the table's deepest partition level, within the date range."""
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="walk") as pool:
+            return self._leaves(pool)
+
+    def _leaves(self, pool: ThreadPoolExecutor) -> list[str]:
         prefix = self._scheme.prefix
         level = _level_of(prefix)
-        if level is None:
-            yield from self._search_awslogs(prefix, 0)
-            return
-        yield from self._descend(prefix, level, ())
+        roots = [prefix] if level is not None else list(self._search_awslogs(prefix, 0))
+        frontier: list[tuple[str, str, tuple[int, ...]]] = [(root, level or "root", ()) for root in roots]
+        leaf_depth = LEVELS.index(self.leaf_level)
+        # Breadth first: one level at a time, every folder of the level listed concurrently.
+        while frontier and LEVELS.index(frontier[0][1]) < leaf_depth:
+            below = LEVELS[LEVELS.index(frontier[0][1]) + 1]
+            listed = pool.map(self._children, [folder for folder, _, _ in frontier])
+            next_frontier = []
+            for (folder, _, dates), children in zip(frontier, listed, strict=True):
+                for child in children:
+                    match = _SEGMENTS[below].match(child[len(folder) : -1])
+                    if match is None:
+                        continue
+                    parts = dates
+                    if below in ("year", "month", "day"):
+                        parts = (*dates, int(match.group(1)))
+                        if not self._dates.admits(parts):
+                            continue
+                    next_frontier.append((child, below, parts))
+            frontier = next_frontier
+        return [folder for folder, _, _ in frontier]
 
     def _search_awslogs(self, prefix: str, depth: int) -> Iterator[str]:
         for child in self._children(prefix):
             name = child[len(prefix) : -1]
             if name == "AWSLogs":
-                yield from self._descend(child, "root", ())
+                yield child
             elif depth < _PREFIX_SEARCH_DEPTH:
                 yield from self._search_awslogs(child, depth + 1)
-
-    def _descend(self, prefix: str, level: str, dates: tuple[int, ...]) -> Iterator[str]:
-        if LEVELS.index(level) >= LEVELS.index(self.leaf_level):
-            yield prefix
-            return
-        below = LEVELS[LEVELS.index(level) + 1]
-        for child in self._children(prefix):
-            match = _SEGMENTS[below].match(child[len(prefix) : -1])
-            if match is None:
-                continue
-            parts = dates
-            if below in ("year", "month", "day"):
-                parts = (*dates, int(match.group(1)))
-                if not self._dates.admits(parts):
-                    continue
-            yield from self._descend(child, below, parts)
 
     def _children(self, prefix: str) -> list[str]:
         children: list[str] = []
@@ -132,7 +149,8 @@ class FolderWalk:
                 return None
 
     def _list(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        self.list_calls += 1
+        with self._lock:
+            self.list_calls += 1
         try:
             return dict(self._s3.list_objects_v2(**kwargs))
         except (ClientError, BotoCoreError) as exc:
