@@ -429,3 +429,25 @@ def test_a_real_shaped_context_is_used(classic: None) -> None:
     keys = handlers.logger.get_current_keys()
     assert keys["function_request_id"] == "52fdfc07-2182-154f-163f-5f0f9a621d72"
     assert keys["function_memory_size"] == 256
+
+
+def test_1000_events_over_3_partitions_cost_a_handful_of_calls(classic: None) -> None:
+    template = load_event("sqs_s3.json")["Records"][0]
+    events = []
+    for start in range(0, 1000, 10):
+        records = []
+        for i in range(start, start + 10):
+            key = flow_key(f"2022-08-{27 + i % 3}", name=f"{i:08x}")
+            records.append(dict(template, messageId=f"m{i}", body=s3_body(key)))
+        events.append({"Records": records})
+    glue_calls, ddb_calls = CallCounter(glue()), CallCounter(dynamodb())
+    for event in events:
+        assert handlers.on_object_created(event) == {"batchItemFailures": []}
+    assert glue_calls.entries["BatchCreatePartition"] == 3  # one create attempt per partition
+    assert glue_calls.calls == {"GetTable": 1, "BatchCreatePartition": 1}  # all three met in the first batch
+    assert ddb_calls.calls == {"PutItem": 3, "BatchWriteItem": 1}  # claim each, mark together
+    warm_glue, warm_ddb = CallCounter(glue()), CallCounter(dynamodb())
+    for event in events:
+        handlers.on_object_created(event)
+    assert warm_glue.total == 0 and warm_ddb.total == 0
+    assert len(partitions(glue())) == 3
