@@ -33,6 +33,7 @@ from rich.table import Table
 
 from . import aws
 from .bootstrap import create_view, init_table, read_object_fields
+from .catalog import CREATED, EXISTS
 from .config import SERVICE, Settings, SettingsError
 from .envelopes import Message
 from .errors import TransientError, UsageError
@@ -50,7 +51,7 @@ from .formats import (
     parse_format,
     view_sql,
 )
-from .pipeline import Partitioner, Report
+from .pipeline import CACHED, KNOWN, WOULD_CREATE, Partitioner, Report
 from .scheme import ConfigurationError, PartitionSpec
 from .sources import DateRange, FolderWalk, drain_queue, events_to_messages, read_event_files
 
@@ -328,9 +329,9 @@ class _Totals:
             "events": self.events,
             "messages": self.messages,
             "objects": self.objects,
-            "partitions_created": outcomes["created"],
-            "partitions_already_present": outcomes["exists"] + outcomes["known"] + outcomes["cached"],
-            "partitions_would_create": outcomes["would create"],
+            "partitions_created": outcomes[CREATED],
+            "partitions_already_present": outcomes[EXISTS] + outcomes[KNOWN] + outcomes[CACHED],
+            "partitions_would_create": outcomes[WOULD_CREATE],
             "ignored": self.counts["ObjectsIgnored"],
             "unpartitionable": self.counts["ObjectsUnpartitionable"],
             "malformed": self.counts["RecordsMalformed"],
@@ -410,11 +411,13 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
     scheme = partitioner.scheme()
     walk, messages = _walk(args, settings, partitioner, err)
     expected: dict[tuple[str, ...], PartitionSpec] = {}
+    found_in: dict[tuple[str, ...], Message] = {}  # the folder's message, to create it with --fix
     for message in messages:
         for ref in message.objects:
             planned = partitioner.plan_object(scheme, ref.bucket, ref.key)
             if isinstance(planned, PartitionSpec):
                 expected[planned.values] = planned
+                found_in[planned.values] = message
     dates = DateRange(args.since, args.until)
     in_glue: dict[tuple[str, ...], str] = {}
     for values, location in partitioner.catalog.partitions():
@@ -426,15 +429,11 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
     fixed: Report | None = None
     pruned = 0
     if args.fix and missing and not args.dry_run:
-        fixed = partitioner.run(
-            [m for m in messages if _values_of(partitioner, m) in set(missing)],
-            now=time.time(),
-            use_cache=False,
-        )
+        fixed = partitioner.run([found_in[v] for v in missing], now=time.time(), use_cache=False)
     if args.prune and orphaned and not args.dry_run:
         pruned = partitioner.catalog.delete(orphaned)
     still_missing = [
-        v for v in missing if fixed is None or fixed.outcomes.get(expected[v]) not in ("created", "exists")
+        v for v in missing if fixed is None or fixed.outcomes.get(expected[v]) not in (CREATED, EXISTS)
     ]
     still_orphaned = orphaned if pruned == 0 else []
     summary = {
@@ -467,21 +466,13 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
     return DRIFT if still_missing or still_orphaned else OK
 
 
-def _values_of(partitioner: Partitioner, message: Message) -> tuple[str, ...] | None:
-    for ref in message.objects:
-        planned = partitioner.plan_object(partitioner.scheme(), ref.bucket, ref.key)
-        if isinstance(planned, PartitionSpec):
-            return planned.values
-    return None
-
-
 def _finish(args: argparse.Namespace, out: Console, totals: _Totals, extra: dict[str, Any], what: str) -> int:
     summary = totals.summary() | extra
     if args.json:
         out.print(json.dumps(summary | {"failures": totals.failures}, indent=2), markup=False)
     else:
         changed = sorted(
-            ((s, o) for s, o in totals.partitions.items() if o in ("created", "would create")),
+            ((s, o) for s, o in totals.partitions.items() if o in (CREATED, WOULD_CREATE)),
             key=lambda item: item[0].values,
         )
         if changed and len(changed) <= 50:
