@@ -21,7 +21,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .config import SERVICE
-from .errors import TransientError, classify
+from .errors import TransientError, classify, error_code
 from .scheme import PartitionSpec, Scheme
 
 logger = Logger(service=SERVICE, child=True)
@@ -118,7 +118,7 @@ class PartitionCache:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 return _transient(exc, f"DynamoDB PutItem {self._table}")
             item: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
             return PRESENT if _status(item, now) == PRESENT else BUSY

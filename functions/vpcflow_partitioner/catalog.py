@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .config import SERVICE
-from .errors import TransientError, classify
+from .errors import TransientError, classify, error_code
 from .scheme import PartitionSpec, Scheme, TableRef
 
 logger = Logger(service=SERVICE, child=True)
@@ -38,10 +38,7 @@ class Catalog:
         self.create_entries = 0  # partition entries in them: "create attempts"
 
     def _ids(self) -> dict[str, str]:
-        ids = {"DatabaseName": self.table.database}
-        if self.table.catalog_id:
-            ids["CatalogId"] = self.table.catalog_id
-        return ids
+        return {"DatabaseName": self.table.database, **_catalog_id(self.table.catalog_id)}
 
     def get_table(self) -> dict[str, Any]:
         """GetTable's `Table`; a missing table or database is a ConfigurationError."""
@@ -143,14 +140,18 @@ class Catalog:
         return deleted
 
 
+def _catalog_id(catalog_id: str) -> dict[str, str]:
+    """The CatalogId argument: left out for the caller's own catalog."""
+    return {"CatalogId": catalog_id} if catalog_id else {}
+
+
 def ensure_database(glue: Any, database: str, catalog_id: str = "") -> bool:
     """Create the database unless it exists; True when created."""
-    ids = {"CatalogId": catalog_id} if catalog_id else {}
     try:
-        glue.create_database(DatabaseInput={"Name": database}, **ids)
+        glue.create_database(DatabaseInput={"Name": database}, **_catalog_id(catalog_id))
         return True
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "AlreadyExistsException":
+        if error_code(exc) == "AlreadyExistsException":
             return False
         raise classify(exc, f"Glue CreateDatabase {database}") from exc
     except BotoCoreError as exc:
@@ -163,7 +164,7 @@ class TableWriter:
     def __init__(self, glue: Any, table: TableRef) -> None:
         self._glue = glue
         self.table = table
-        self._ids = {"CatalogId": table.catalog_id} if table.catalog_id else {}
+        self._ids = _catalog_id(table.catalog_id)
 
     def find(self) -> dict[str, Any] | None:
         """The table, or None when it does not exist."""
@@ -174,7 +175,7 @@ class TableWriter:
                 ]
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "EntityNotFoundException":
+            if error_code(exc) == "EntityNotFoundException":
                 return None
             raise classify(exc, f"Glue GetTable {self.table}") from exc
         except BotoCoreError as exc:

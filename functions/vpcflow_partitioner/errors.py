@@ -24,10 +24,15 @@ class TransientError(Exception):
     """An AWS call failed in a way a later retry may not: throttling, 5xx, timeouts."""
 
 
+def error_code(exc: ClientError) -> str:
+    """The AWS error code of a ClientError ("" when there is none)."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
 def classify(exc: Exception, what: str) -> Exception:
     """Turn a botocore error into ConfigurationError or TransientError, naming `what`."""
     if isinstance(exc, ClientError):
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc)
         message = exc.response.get("Error", {}).get("Message", "")
         if code in _PERMANENT_CODES:
             return ConfigurationError(f"{what}: {code}: {message}".rstrip(": "))

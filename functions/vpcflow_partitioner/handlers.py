@@ -145,6 +145,10 @@ def _batch_response(envelope: Envelope, report: Report | None, permanent: str = 
     }
 
 
+# What powertools' Logger reads from the Lambda context.
+_CONTEXT_FIELDS = ("function_name", "memory_limit_in_mb", "invoked_function_arn", "aws_request_id")
+
+
 class _LocalContext:
     """Stands in for the Lambda context (or fills its gaps) when a handler is called directly."""
 
@@ -154,7 +158,7 @@ class _LocalContext:
     aws_request_id = "local"
 
     def __init__(self, given: Any = None) -> None:
-        for name in ("function_name", "memory_limit_in_mb", "invoked_function_arn", "aws_request_id"):
+        for name in _CONTEXT_FIELDS:
             value = getattr(given, name, None)
             if value is not None:
                 setattr(self, name, value)
@@ -163,9 +167,6 @@ class _LocalContext:
     def get_remaining_time_in_millis(self) -> int:
         remaining = getattr(self._given, "get_remaining_time_in_millis", None)
         return int(remaining()) if callable(remaining) else 900_000
-
-
-_CONTEXT_FIELDS = ("function_name", "memory_limit_in_mb", "invoked_function_arn", "aws_request_id")
 
 
 def _context(context: Any) -> Any:

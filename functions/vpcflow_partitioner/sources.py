@@ -82,12 +82,8 @@ class FolderWalk:
                         f"s3://{self._scheme.bucket}/{folder}", (ObjectRef(self._scheme.bucket, key),)
                     )
 
-    def leaves(self) -> list[str]:
-        """Folders at the table's deepest partition level, within the date range."""
-        with ThreadPoolExecutor(self._workers, thread_name_prefix="walk") as pool:
-            return self._leaves(pool)
-
     def _leaves(self, pool: ThreadPoolExecutor) -> list[str]:
+        """Folders at the table's deepest partition level, within the date range."""
         prefix = self._scheme.prefix
         level = _level_of(prefix)
         roots = [prefix] if level is not None else list(self._search_awslogs(prefix, 0))
