@@ -46,6 +46,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from vpcflow_partitioner import aws, handlers  # noqa: E402
 from vpcflow_partitioner.config import Settings  # noqa: E402
+from vpcflow_partitioner.demo import ApiCalls  # noqa: E402
 from vpcflow_partitioner.pipeline import Partitioner  # noqa: E402
 from vpcflow_partitioner.scheme import Scheme  # noqa: E402
 from vpcflow_partitioner.sources import DateRange, FolderWalk  # noqa: E402
@@ -53,20 +54,6 @@ from vpcflow_partitioner.synthetic import object_key  # noqa: E402
 
 console = Console(highlight=False)
 CACHE = "bench-cache"
-
-
-class Calls:
-    def __init__(self, *clients: Any) -> None:
-        self.calls: Counter[str] = Counter()
-        for client in clients:
-            client.meta.events.register("before-parameter-build.*.*", self._count)
-
-    def _count(self, model: Any, **_: Any) -> None:
-        self.calls[f"{model.service_model.service_name}:{model.name}"] += 1
-
-    def take(self) -> Counter[str]:
-        taken, self.calls = self.calls, Counter()
-        return taken
 
 
 def sqs_events(total: int, days: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -119,14 +106,14 @@ def bench_calls() -> list[tuple[str, str, str, str]]:
                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
                     BillingMode="PAY_PER_REQUEST",
                 )
-            calls = Calls(glue, ddb)
+            calls = ApiCalls(glue, ddb)
             label = "DynamoDB cache" if cache else "no cache (Glue BatchGetPartition)"
             invoke_all(events)  # cold container, brand-new partitions
             rows.append((label, "cold, 3 new partitions", *_split(calls.take())))
             invoke_all(events)  # the same container again
             rows.append((label, "warm", *_split(calls.take())))
             handlers.reset()  # a new container: partitions exist, cache (if any) knows them
-            calls = Calls(
+            calls = ApiCalls(
                 aws.client("glue", settings.endpoint_url, settings.region),
                 aws.client("dynamodb", settings.endpoint_url, settings.region),
             )
@@ -260,7 +247,7 @@ def bench_backfill() -> dict[str, Any]:
         glue = aws.client("glue", settings.endpoint_url, settings.region)
         create_table(glue, "s3://example-flow-logs/" + bucket.root)
         partitioner = Partitioner(settings, glue)
-        calls = Calls(glue)
+        calls = ApiCalls(glue)
         walk = FolderWalk(bucket, partitioner.scheme(), DateRange())
         messages = list(walk.messages())
         report = partitioner.run(messages, now=time.time(), use_cache=False)

@@ -262,13 +262,18 @@ class LocalEventSourceMapping:
 
 
 class ApiCalls:
-    """Counts the API calls made through the handler's clients, by service and operation."""
+    """Counts the API calls made through some clients, as "service:Operation".
 
-    def __init__(self, *services: str) -> None:
+    Counted before botocore builds the request, so its retries of one request are not
+    separate calls.
+    """
+
+    def __init__(self, *clients: Any) -> None:
         self.calls: Counter[str] = Counter()
         self.create_entries = 0
-        for service in services:
-            client(service).meta.events.register(f"before-parameter-build.{service}.*", self._count)
+        for aws_client in clients:
+            service = aws_client.meta.service_model.service_name
+            aws_client.meta.events.register(f"before-parameter-build.{service}.*", self._count)
 
     def _count(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         self.calls[f"{model.service_model.service_name}:{model.name}"] += 1
@@ -277,6 +282,11 @@ class ApiCalls:
 
     def snapshot(self) -> tuple[Counter[str], int]:
         return Counter(self.calls), self.create_entries
+
+    def take(self) -> Counter[str]:
+        """The calls so far, and start counting afresh."""
+        taken, self.calls = self.calls, Counter()
+        return taken
 
 
 def configure_function_env() -> None:
@@ -323,7 +333,7 @@ def run_demo(out: Console, days: int = 3) -> int:
             f"{days} days, named and placed as AWS does"
         )
 
-        calls = ApiCalls("glue", "dynamodb")
+        calls = ApiCalls(client("glue"), client("dynamodb"))
         mapping = LocalEventSourceMapping(stack.queue_url, stack.queue_arn, handlers.on_object_created)
         with redirect_stdout(quiet):  # the handler's EMF metrics go to CloudWatch in AWS
             stats = mapping.drain()

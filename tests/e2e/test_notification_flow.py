@@ -80,7 +80,7 @@ def test_uploaded_logs_become_exactly_their_partitions(
     world: demo.Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     keys = demo.upload_flow_logs(days=3, first=date(2022, 8, 28))
-    calls = demo.ApiCalls("glue", "dynamodb")
+    calls = demo.ApiCalls(demo.client("glue"), demo.client("dynamodb"))
     mapping = demo.LocalEventSourceMapping(world.queue_url, world.queue_arn, handlers.on_object_created)
     with redirect_stdout(io.StringIO()):
         stats = mapping.drain()
