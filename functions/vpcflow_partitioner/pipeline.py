@@ -53,6 +53,9 @@ class MessageResult:
     id: str
     ok: bool
     detail: str
+    # Acked, but it holds something replay cannot fix and an operator should see: a body
+    # that is not an event, an object the table cannot represent, a folder collision.
+    unresolved: bool = False
 
 
 @dataclass
@@ -175,7 +178,10 @@ class Partitioner:
                 report.results.append(MessageResult(message.id, False, "; ".join(failures)))
                 continue
             done = sorted(f"{'/'.join(s.values)} {report.outcomes[s]}" for s in specs)
-            report.results.append(MessageResult(message.id, True, "; ".join(done + notes) or "nothing to do"))
+            unresolved = any(note.startswith(("malformed", "unpartitionable")) for note in notes)
+            report.results.append(
+                MessageResult(message.id, True, "; ".join(done + notes) or "nothing to do", unresolved)
+            )
         return report
 
     def plan_object(self, scheme: Scheme, bucket: str, key: str) -> PartitionSpec | Skip:
