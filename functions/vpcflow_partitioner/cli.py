@@ -8,12 +8,13 @@ different table without `--update`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -53,7 +55,17 @@ from .formats import (
 )
 from .pipeline import CACHED, KNOWN, WOULD_CREATE, Partitioner, Report
 from .scheme import ConfigurationError, PartitionSpec
-from .sources import DateRange, FolderWalk, drain_queue, events_to_messages, read_event_files
+from .sources import (
+    IDLE_RECEIVES,
+    WAIT_SECONDS,
+    DateRange,
+    FolderWalk,
+    Unreadable,
+    drain_outcome,
+    drain_queue,
+    events_to_messages,
+    read_event_files,
+)
 
 OK, RUNTIME_ERROR, USAGE_ERROR, DRIFT = 0, 1, 2, 3
 
@@ -184,7 +196,24 @@ def _build_parser() -> argparse.ArgumentParser:
     table_options(replay)
     replay.add_argument("files", nargs="*", help="JSON files: one event per file, or one per line (NDJSON)")
     replay.add_argument(
-        "--queue-url", default="", help="drain this SQS queue; a message is deleted only after success"
+        "--queue-url",
+        default="",
+        help="drain this SQS queue; a message is deleted only when done, anything else stays",
+    )
+    replay.add_argument(
+        "--save-unreadable",
+        default="",
+        metavar="FILE",
+        help="with --queue-url: append the kept messages whose body is not an event to FILE (NDJSON)",
+    )
+    replay.add_argument(
+        "--wait-seconds",
+        type=int,
+        choices=range(1, 21),
+        default=WAIT_SECONDS,
+        metavar="1-20",
+        help=f"with --queue-url: long-poll wait per receive; the drain ends after {IDLE_RECEIVES} "
+        f"receives in a row bring nothing new (default: {WAIT_SECONDS})",
     )
     replay.add_argument("--dry-run", action="store_true")
     replay.set_defaults(run=_replay)
@@ -342,26 +371,12 @@ class _Totals:
 def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     if bool(args.files) == bool(args.queue_url):
         raise UsageError("give event files or --queue-url, not both and not neither")
+    if args.save_unreadable and not args.queue_url:
+        raise UsageError("--save-unreadable needs --queue-url (unreadable lines in files are already saved)")
     settings = _settings(args)
     partitioner = _partitioner(settings)
     totals = _Totals()
-    if args.queue_url:
-        if args.dry_run:
-            raise UsageError(
-                "--dry-run cannot drain a queue (receiving hides messages); replay saved files instead"
-            )
-
-        def process(messages: list[Message]) -> dict[str, bool]:
-            totals.messages += len(messages)
-            totals.objects += sum(len(m.objects) for m in messages)
-            report = partitioner.run(messages, now=time.time(), use_cache=False)
-            totals.add(report)
-            return {r.id: r.ok for r in report.results}
-
-        drained = drain_queue(_client(settings, "sqs"), args.queue_url, process)
-        totals.events = drained.received
-        extra = {"deleted": drained.deleted, "kept_in_queue": drained.kept}
-    else:
+    if not args.queue_url:
         messages = []
         for label, event in read_event_files(args.files):
             totals.events += 1
@@ -370,8 +385,67 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
         totals.objects = sum(len(m.objects) for m in messages)
         # Recovery asks Glue, never the cache.
         totals.add(partitioner.run(messages, now=time.time(), use_cache=False, dry_run=args.dry_run))
-        extra = {}
-    return _finish(args, out, totals, extra, "replay")
+        return _finish(args, out, totals, {}, "replay")
+
+    if args.dry_run:
+        raise UsageError(
+            "--dry-run cannot drain a queue (receiving hides messages); replay saved files instead"
+        )
+    with contextlib.ExitStack() as stack:
+        on_unreadable: Callable[[Unreadable], None] | None = None
+        if args.save_unreadable:
+            try:
+                saved = stack.enter_context(open(args.save_unreadable, "a", encoding="utf-8"))
+            except OSError as exc:
+                raise UsageError(f"cannot write {args.save_unreadable}: {exc.strerror}") from None
+
+            def save(message: Unreadable) -> None:
+                line = {"message_id": message.message_id, "body": message.body, "reason": message.reason}
+                saved.write(json.dumps(line) + "\n")
+                saved.flush()  # a drain stopped halfway still leaves what it saw
+
+            on_unreadable = save
+
+        # A missing table fails here, before a receive hides any message for its visibility timeout.
+        partitioner.scheme()
+        unresolved: list[str] = []
+
+        def process(messages: list[Message]) -> dict[str, str]:
+            totals.messages += len(messages)
+            totals.objects += sum(len(m.objects) for m in messages)
+            report = partitioner.run(messages, now=time.time(), use_cache=False)
+            totals.add(report)
+            unresolved.extend(f"{r.id}: {r.detail}" for r in report.results if r.ok and r.unresolved)
+            return {r.id: drain_outcome(r.ok, r.unresolved) for r in report.results}
+
+        drained = drain_queue(
+            _client(settings, "sqs"),
+            args.queue_url,
+            process,
+            wait_seconds=args.wait_seconds,
+            on_unreadable=on_unreadable,
+        )
+    totals.events = drained.received
+    totals.failures += drained.problems
+    extra: dict[str, Any] = {
+        "received": drained.received,
+        "done": drained.done,
+        "kept": drained.kept,
+        "failed": drained.failed,  # kept; a later drain retries them
+        "unresolved": drained.unresolved,  # kept; an operator has to look
+        "unreadable_saved": drained.unreadable if args.save_unreadable else 0,
+    }
+    if args.json:
+        # The names before done/kept, for scripts that read them.
+        extra |= {"deleted": drained.done, "kept_in_queue": drained.kept, "unresolved_messages": unresolved}
+    code = _finish(args, out, totals, extra, "replay")
+    if not args.json:
+        for line in unresolved[:20]:
+            out.print(f"[yellow]kept[/] {escape(line)}")
+        if args.save_unreadable and drained.unreadable:
+            out.print(f"{drained.unreadable} unreadable messages appended to {args.save_unreadable}")
+    # Anything kept means the queue still needs attention.
+    return RUNTIME_ERROR if code == OK and drained.kept else code
 
 
 def _walk(

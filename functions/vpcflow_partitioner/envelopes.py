@@ -178,12 +178,24 @@ def _batch(event: dict[str, Any]) -> Envelope:
     batch = S3BatchOperationEvent(event)
     messages = []
     for task in batch.tasks:
-        try:
-            ref = ObjectRef(task.s3_bucket, task.s3_key)  # powertools decodes s3Key once
-        except (KeyError, TypeError):
-            messages.append(Message(_task_id(task), malformed="task without bucket or key"))
+        task_id = _task_id(task)
+        if not task_id:
+            messages.append(Message(task_id, malformed="task without taskId"))
             continue
-        messages.append(Message(task.task_id, (ref,)))
+        arn = task.get("s3BucketArn")
+        # Not powertools' s3_bucket: it splits on ":::" and so returns the whole ARN when
+        # the ARN carries a region and account. Schema 2.0 names the bucket in s3Bucket.
+        bucket = parse_bucket_arn(arn) if arn is not None else task.get("s3Bucket")
+        if not isinstance(bucket, str) or not bucket:
+            why = f"not an S3 bucket ARN: {arn!r}" if arn is not None else "task without s3Bucket"
+            messages.append(Message(task_id, malformed=why))
+            continue
+        try:
+            key = task.s3_key  # powertools decodes s3Key once
+        except (KeyError, TypeError):
+            messages.append(Message(task_id, malformed="task without s3Key"))
+            continue
+        messages.append(Message(task_id, (ObjectRef(bucket, key),)))
     return Envelope(
         "batch",
         tuple(messages),
@@ -195,4 +207,23 @@ def _batch(event: dict[str, Any]) -> Envelope:
 
 
 def _task_id(task: Any) -> str:
-    return str(task.get("taskId", ""))
+    """The task's id, or "" when the task is not an object with a string taskId."""
+    data = task.raw_event
+    task_id = data.get("taskId") if isinstance(data, dict) else None
+    return task_id if isinstance(task_id, str) else ""
+
+
+def parse_bucket_arn(arn: Any) -> str | None:
+    """The bucket an S3 bucket ARN names, in any partition; None for any other value."""
+    # arn:partition:service:region:account-id:resource ("Identify AWS resources with ARNs").
+    # S3 bucket ARNs usually leave region and account empty, but a filled-in form exists.
+    if not isinstance(arn, str):
+        return None
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn" or not parts[1] or parts[2] != "s3":
+        return None
+    bucket = parts[5]
+    # An object ("bucket/key"), an access point ("accesspoint/name") or nothing: not a bucket.
+    if not bucket or "/" in bucket or ":" in bucket:
+        return None
+    return bucket

@@ -15,7 +15,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -204,50 +204,123 @@ def events_to_messages(label: str, event: Any) -> list[Message]:
     return [Message(f"{label}#{m.id}", m.objects, m.ignored, m.malformed) for m in envelope.messages]
 
 
+# What `process` says of each message it was given; only DONE messages are deleted.
+DONE = "done"
+FAILED = "failed"  # kept: it becomes visible again and a later drain retries it
+UNRESOLVED = "unresolved"  # kept: retrying cannot fix it; an operator has to look
+
+# SQS ReceiveMessage returns at most 10 messages. Short polling samples a subset of the
+# servers and may answer empty while messages wait; long polling (WaitTimeSeconds 1 to 20)
+# asks them all ("Amazon SQS short and long polling", SQS Developer Guide). A receive may
+# also bring back only messages this drain already has (another consumer let them go, or
+# their visibility timeout ran out): that says nothing about the rest of the queue, so the
+# drain ends only after several receives in a row bring nothing new.
+_MAX_MESSAGES = 10
+IDLE_RECEIVES = 3
+WAIT_SECONDS = 2
+
+
 @dataclass
 class DrainResult:
+    """What a drain did with every message it received: done (deleted) or kept."""
+
     received: int = 0
-    deleted: int = 0
-    kept: int = 0
+    done: int = 0
+    failed: int = 0
+    unresolved: int = 0
+    unreadable: int = 0  # of the kept: bodies that are not events
+    problems: list[str] = field(default_factory=list)  # messages that could not be deleted
+
+    @property
+    def kept(self) -> int:
+        return self.failed + self.unresolved
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A kept message whose body is not an event: what an operator needs to inspect it."""
+
+    message_id: str
+    body: str
+    reason: str
 
 
 def drain_queue(
     sqs: Any,
     queue_url: str,
-    process: Callable[[list[Message]], dict[str, bool]],
+    process: Callable[[list[Message]], dict[str, str]],
+    *,
     visibility_timeout: int = 300,
+    idle_receives: int = IDLE_RECEIVES,
+    wait_seconds: int = WAIT_SECONDS,
+    on_unreadable: Callable[[Unreadable], None] | None = None,
 ) -> DrainResult:
-    """Receive every message once; delete each only after `process` reported it ok.
+    """Receive every message once; delete each only when `process` says it is DONE.
 
-    Failed messages stay in the queue (hidden for `visibility_timeout`, so this drain does
-    not loop on them) and become visible again for the next attempt.
+    Kept messages stay in the queue, hidden for `visibility_timeout` (so this drain does
+    not loop on them), and become visible again for the next attempt or an operator.
     """
     result = DrainResult()
     seen: set[str] = set()
-    while True:
+    idle = 0
+    while idle < idle_receives:
         response = _sqs_call(
             sqs.receive_message,
             queue_url,
             QueueUrl=queue_url,
-            MaxNumberOfMessages=10,  # SQS's maximum per receive
-            WaitTimeSeconds=1,
+            MaxNumberOfMessages=_MAX_MESSAGES,
+            WaitTimeSeconds=wait_seconds,
             VisibilityTimeout=visibility_timeout,
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
         batch = [m for m in response.get("Messages") or [] if m["MessageId"] not in seen]
         if not batch:
-            return result
+            idle += 1
+            continue
+        idle = 0
         seen.update(m["MessageId"] for m in batch)
         result.received += len(batch)
-        outcome = process([message_from_body(m["MessageId"], m.get("Body", "")) for m in batch])
-        done = [m for m in batch if outcome.get(m["MessageId"])]
-        result.kept += len(batch) - len(done)
-        if done:
-            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
-            deleted = _sqs_call(sqs.delete_message_batch, queue_url, QueueUrl=queue_url, Entries=entries)
-            failed = len(deleted.get("Failed") or [])
-            result.deleted += len(done) - failed
-            result.kept += failed
+        messages = [message_from_body(m["MessageId"], m.get("Body", "")) for m in batch]
+        outcome = process(messages)
+        done: list[dict[str, Any]] = []
+        for raw, message in zip(batch, messages, strict=True):
+            verdict = outcome.get(message.id, FAILED)  # not answered for: keep it
+            if verdict == DONE:
+                done.append(raw)
+            elif verdict == UNRESOLVED:
+                result.unresolved += 1
+            else:
+                result.failed += 1
+            if verdict != DONE and message.malformed:
+                result.unreadable += 1
+                if on_unreadable is not None:
+                    on_unreadable(Unreadable(message.id, raw.get("Body", ""), message.malformed))
+        _delete(sqs, queue_url, done, result)
+    return result
+
+
+def drain_outcome(ok: bool, unresolved: bool) -> str:
+    """A pipeline MessageResult's answer to `drain_queue`: delete only what is done and whole."""
+    if not ok:
+        return FAILED
+    return UNRESOLVED if unresolved else DONE
+
+
+def _delete(sqs: Any, queue_url: str, done: list[dict[str, Any]], result: DrainResult) -> None:
+    if not done:
+        return
+    entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
+    response = _sqs_call(sqs.delete_message_batch, queue_url, QueueUrl=queue_url, Entries=entries)
+    failed = {f["Id"]: f for f in response.get("Failed") or []}
+    for entry, message in zip(entries, done, strict=True):
+        failure = failed.get(entry["Id"])
+        if failure is None:
+            result.done += 1
+            continue
+        # Still in the queue: it comes back, and a later drain finds its partition present.
+        result.failed += 1
+        why = ": ".join(str(failure[k]) for k in ("Code", "Message") if failure.get(k))
+        result.problems.append(f"{message['MessageId']}: not deleted ({why})")
 
 
 def _sqs_call(method: Callable[..., Any], queue_url: str, **kwargs: Any) -> dict[str, Any]:
