@@ -19,7 +19,7 @@ async function params(resolveVariable) {
     'tableFileFormat', 'tableHourly', 'tableFormat', 'createTable', 'createDatabase', 'trigger',
     'batchSize', 'batchWindow', 'maxConcurrency', 'cache', 'cacheTtlDays', 'schedule', 'reconcileDays',
     'createWorkgroup', 'athenaBytesCutoff', 'pointInTimeRecovery', 'alarmTopicArn', 'functionTimeout',
-    'maxReceiveCount', 'ignoredAlarmThreshold',
+    'maxReceiveCount', 'ignoredAlarmThreshold', 'tableRefreshSeconds',
   ];
   const p = {};
   for (const name of names) p[name] = await get(name);
@@ -290,6 +290,7 @@ module.exports.environment = async ({ resolveVariable }) => {
     SOURCE_BUCKETS: p.sourceBucket,
     RECONCILE_DAYS: p.reconcileDays || '2',
     CACHE_TTL_DAYS: p.cacheTtlDays || '35',
+    TABLE_REFRESH_SECONDS: p.tableRefreshSeconds || '300',
     POWERTOOLS_SERVICE_NAME: 'vpcflow-partitioner',
     POWERTOOLS_METRICS_NAMESPACE: 'VpcFlowPartitioner',
     POWERTOOLS_LOG_LEVEL: 'INFO',

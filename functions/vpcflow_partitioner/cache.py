@@ -2,7 +2,9 @@
 
 DynamoDB item: `id` (S) names catalog, database, table, the table's CreateTime and the
 partition values; `status` is `claimed` (one invocation is creating it, short expiry) or
-`present` (Glue answered created or already exists); `expiration` (N, epoch seconds) is the
+`present` (Glue answered created or already exists); `location` (S) is the partition's S3
+folder, so that a second folder mapping to the same values is seen as a collision;
+`claim` (S) is the claiming container's token; `expiration` (N, epoch seconds) is the
 TTL attribute. TTL deletes expired items "typically within a few days" (DynamoDB TTL docs),
 so a reader treats `expiration < now` as absent instead of trusting that it is gone.
 """
@@ -14,7 +16,8 @@ import random
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -36,23 +39,46 @@ _WRITE_CHUNK = 25
 _UNPROCESSED_TRIES = 5
 # Above this many unknown partitions one BatchGetItem is cheaper than a claim each.
 _READ_FIRST_ABOVE = 3
+# Items written before `location` was recorded have ids without this tag and are never
+# read: each partition is claimed once more, and Glue's answer records its folder.
+_ID_VERSION = "v2"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What the cache says of one partition: its state and, once present, its folder."""
+
+    state: str
+    location: str = ""
 
 
 class SeenSet:
-    """Partitions this container knows are present; bounded, least recently used out first."""
+    """Partitions this container knows are present, with their folder; bounded (LRU) and
+    trusted for `ttl_seconds` only, so a partition deleted behind the container's back
+    (prune, an operator) is looked up again instead of being assumed forever."""
 
-    def __init__(self, limit: int = 4096) -> None:
-        self._items: OrderedDict[Hashable, None] = OrderedDict()
+    def __init__(self, limit: int = 4096, ttl_seconds: float = 300) -> None:
+        self._items: OrderedDict[Hashable, tuple[str, float]] = OrderedDict()
         self._limit = limit
+        self.ttl_seconds = ttl_seconds
 
-    def __contains__(self, key: Hashable) -> bool:
-        if key in self._items:
-            self._items.move_to_end(key)
-            return True
-        return False
+    def get(self, key: Hashable, now: float) -> str | None:
+        """The folder of a known partition, or None when unknown or no longer trusted."""
+        item = self._items.get(key)
+        if item is None or item[1] <= now:
+            return None
+        self._items.move_to_end(key)
+        return item[0]
 
-    def add(self, key: Hashable) -> None:
-        self._items[key] = None
+    def expired(self, key: Hashable, now: float) -> bool:
+        """Whether the partition was known and its time is up (worth a cheap read first)."""
+        item = self._items.get(key)
+        return item is not None and item[1] <= now
+
+    def add(self, key: Hashable, location: str, now: float) -> None:
+        if self.ttl_seconds <= 0:
+            return
+        self._items[key] = (location, now + self.ttl_seconds)
         self._items.move_to_end(key)
         while len(self._items) > self._limit:
             self._items.popitem(last=False)
@@ -65,7 +91,7 @@ def item_id(scheme: Scheme, spec: PartitionSpec) -> str:
     """The cache key: JSON, so values holding any character stay unambiguous."""
     table = scheme.table
     return json.dumps(
-        [table.catalog_id, table.database, table.name, scheme.create_time, *spec.values],
+        [_ID_VERSION, table.catalog_id, table.database, table.name, scheme.create_time, *spec.values],
         separators=(",", ":"),
     )
 
@@ -89,18 +115,19 @@ class PartitionCache:
         self._token = uuid.uuid4().hex
         self.calls = 0
 
-    def claim(self, ids: Sequence[str], now: float) -> dict[str, str]:
-        """Per id: PRESENT, BUSY, CLAIMED (ours now), or a transient error message."""
-        states: dict[str, str] = {}
-        todo = list(ids)
-        if len(todo) > _READ_FIRST_ABOVE:
+    def claim(self, wanted: Mapping[str, str], now: float, read_first: bool = False) -> dict[str, Entry]:
+        """Per id (id -> the folder we would create): PRESENT (with the recorded folder),
+        BUSY, CLAIMED (ours now), or a transient error message."""
+        states: dict[str, Entry] = {}
+        todo = list(wanted)
+        if read_first or len(todo) > _READ_FIRST_ABOVE:
             states.update(self.read(todo, now))
             todo = [i for i in todo if i not in states]
         for id_ in todo:
-            states[id_] = self._claim_one(id_, now)
+            states[id_] = self._claim_one(id_, wanted[id_], now)
         return states
 
-    def _claim_one(self, id_: str, now: float) -> str:
+    def _claim_one(self, id_: str, location: str, now: float) -> Entry:
         self.calls += 1
         try:
             # One conditional write either takes the claim or, through ALL_OLD, tells us who
@@ -111,6 +138,7 @@ class PartitionCache:
                     "id": {"S": id_},
                     "status": {"S": CLAIMED},
                     "claim": {"S": self._token},
+                    "location": {"S": location},
                     "expiration": {"N": str(int(now) + self._claim_seconds)},
                 },
                 ConditionExpression="attribute_not_exists(id) OR expiration < :now",
@@ -119,16 +147,31 @@ class PartitionCache:
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
-                return _transient(exc, f"DynamoDB PutItem {self._table}")
+                return Entry(_transient(exc, f"DynamoDB PutItem {self._table}"))
             item: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
-            return PRESENT if _status(item, now) == PRESENT else BUSY
+            return self._entry(item, now) or Entry(BUSY)
         except BotoCoreError as exc:
-            return _transient(exc, f"DynamoDB PutItem {self._table}")
-        return CLAIMED
+            return Entry(_transient(exc, f"DynamoDB PutItem {self._table}"))
+        return Entry(CLAIMED)
 
-    def read(self, ids: Sequence[str], now: float) -> dict[str, str]:
-        """Per id found and unexpired: PRESENT or BUSY (strongly consistent reads)."""
-        states: dict[str, str] = {}
+    def _entry(self, item: dict[str, Any], now: float) -> Entry | None:
+        status = _status(item, now)
+        if status is None:
+            return None
+        location = str((item.get("location") or {}).get("S", ""))
+        if status == PRESENT:
+            return Entry(PRESENT, location)
+        # A claim with our token is ours: a request whose answer was lost (a timeout after
+        # DynamoDB applied it) or a failed create whose release did not get through.
+        if (item.get("claim") or {}).get("S") == self._token:
+            return Entry(CLAIMED)
+        return Entry(BUSY)
+
+    def read(self, ids: Sequence[str], now: float) -> dict[str, Entry]:
+        """Per id found and unexpired: PRESENT (with its folder), CLAIMED (ours) or BUSY;
+        strongly consistent reads."""
+        states: dict[str, Entry] = {}
+        ids = list(dict.fromkeys(ids))  # BatchGetItem rejects a request with duplicate keys
         for start in range(0, len(ids), _GET_CHUNK):
             keys: list[dict[str, Any]] = [{"id": {"S": i}} for i in ids[start : start + _GET_CHUNK]]
             for attempt in range(_UNPROCESSED_TRIES):
@@ -140,9 +183,9 @@ class PartitionCache:
                 except (ClientError, BotoCoreError) as exc:
                     raise classify(exc, f"DynamoDB BatchGetItem {self._table}") from exc
                 for item in (response.get("Responses") or {}).get(self._table, []):
-                    status = _status(item, now)
-                    if status is not None:
-                        states[item["id"]["S"]] = PRESENT if status == PRESENT else BUSY
+                    entry = self._entry(item, now)
+                    if entry is not None:
+                        states[item["id"]["S"]] = entry
                 keys = ((response.get("UnprocessedKeys") or {}).get(self._table) or {}).get("Keys") or []
                 if not keys:
                     break
@@ -151,22 +194,32 @@ class PartitionCache:
                 raise TransientError(f"DynamoDB BatchGetItem {self._table}: keys still unprocessed")
         return states
 
-    def mark_present(self, ids: Sequence[str], now: float) -> None:
-        """Record that Glue has these partitions; only call after Glue said so."""
+    def mark_present(self, locations: Mapping[str, str], now: float) -> None:
+        """Record that Glue has these partitions (id -> Glue's folder); only call after Glue said so."""
         expiration = str(int(now) + self._ttl_seconds)
-        for start in range(0, len(ids), _WRITE_CHUNK):
-            requests: list[dict[str, Any]] = [
+        self._write(
+            [
                 {
                     "PutRequest": {
                         "Item": {
                             "id": {"S": i},
                             "status": {"S": PRESENT},
+                            "location": {"S": location},
                             "expiration": {"N": expiration},
                         }
                     }
                 }
-                for i in ids[start : start + _WRITE_CHUNK]
+                for i, location in locations.items()
             ]
+        )
+
+    def forget(self, ids: Sequence[str]) -> None:
+        """Delete entries (after their partitions were deleted from Glue)."""
+        self._write([{"DeleteRequest": {"Key": {"id": {"S": i}}}} for i in dict.fromkeys(ids)])
+
+    def _write(self, all_requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(all_requests), _WRITE_CHUNK):
+            requests = all_requests[start : start + _WRITE_CHUNK]
             for attempt in range(_UNPROCESSED_TRIES):
                 self.calls += 1
                 try:

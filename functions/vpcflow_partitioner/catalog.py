@@ -6,6 +6,8 @@ import copy
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -23,8 +25,25 @@ CREATE_CHUNK = 100
 GET_CHUNK = 1000
 _UNPROCESSED_TRIES = 5
 
+# "BatchUpdatePartition: Entries ... Maximum number of 100 items" (Glue API).
+UPDATE_CHUNK = 100
+# "BatchDeletePartition: PartitionsToDelete ... Maximum number of 25 items" (Glue API).
+DELETE_CHUNK = 25
+# "Segment: TotalSegments ... Maximum value of 10": GetPartitions pages in parallel.
+MAX_SEGMENTS = 10
+
 CREATED = "created"
 EXISTS = "exists"
+UNMATCHED = "UnmatchedError: Glue reported an error for values this call did not send; retry"
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One partition as Glue has it."""
+
+    values: tuple[str, ...]
+    location: str
+    descriptor: dict[str, Any]
 
 
 class Catalog:
@@ -70,9 +89,11 @@ class Catalog:
                 continue
             outcomes.update({spec: CREATED for spec in chunk})
             # Glue answers 200 with a per-partition Errors list; ignoring it loses partitions.
+            unmatched = []
             for error in response.get("Errors") or []:
                 spec = by_values.get(tuple(error.get("PartitionValues") or ()))
                 if spec is None:
+                    unmatched.append(error)
                     continue
                 code = (error.get("ErrorDetail") or {}).get("ErrorCode", "UnknownError")
                 outcomes[spec] = EXISTS if code == "AlreadyExistsException" else code
@@ -84,11 +105,16 @@ class Catalog:
                         error=code,
                         detail=(error.get("ErrorDetail") or {}).get("ErrorMessage"),
                     )
+            if unmatched:
+                # An error we cannot place could be any partition's: fail closed, so that no
+                # record is acked for a partition that may not exist (a retry finds out).
+                logger.warning("unmatched create errors", table=str(self.table), errors=unmatched)
+                outcomes.update({spec: UNMATCHED for spec in chunk if outcomes[spec] == CREATED})
         return outcomes
 
-    def existing(self, specs: Sequence[PartitionSpec]) -> set[tuple[str, ...]]:
-        """The values of those `specs` Glue already has (BatchGetPartition, 1,000 a call)."""
-        found: set[tuple[str, ...]] = set()
+    def existing(self, specs: Sequence[PartitionSpec]) -> dict[tuple[str, ...], str]:
+        """Values -> Location of those `specs` Glue already has (BatchGetPartition, 1,000 a call)."""
+        found: dict[tuple[str, ...], str] = {}
         for start in range(0, len(specs), GET_CHUNK):
             pending = [{"Values": list(spec.values)} for spec in specs[start : start + GET_CHUNK]]
             for attempt in range(_UNPROCESSED_TRIES):
@@ -98,7 +124,8 @@ class Catalog:
                     )
                 except (ClientError, BotoCoreError) as exc:
                     raise classify(exc, f"Glue BatchGetPartition {self.table}") from exc
-                found.update(tuple(p["Values"]) for p in response.get("Partitions") or [])
+                for partition in response.get("Partitions") or []:
+                    found[tuple(partition["Values"])] = _location(partition)
                 # Glue may leave keys unprocessed under load; ask again for just those.
                 pending = list(response.get("UnprocessedKeys") or [])
                 if not pending:
@@ -110,34 +137,83 @@ class Catalog:
                 )
         return found
 
-    def partitions(self, expression: str = "") -> Iterator[tuple[tuple[str, ...], str]]:
-        """Every partition's values and Location (GetPartitions, paged, optionally filtered)."""
+    def partitions(self, expression: str = "", segments: int = 1) -> Iterator[Partition]:
+        """Every partition (GetPartitions, paged, optionally filtered), read in `segments`
+        parallel scans of disjoint parts of the table (at most 10)."""
+        segments = max(1, min(segments, MAX_SEGMENTS))
+        if segments == 1:
+            yield from self._scan(expression, None)
+            return
+        with ThreadPoolExecutor(segments, thread_name_prefix="segment") as pool:
+            scans = pool.map(
+                lambda n: list(self._scan(expression, {"SegmentNumber": n, "TotalSegments": segments})),
+                range(segments),
+            )
+            seen: set[tuple[str, ...]] = set()
+            for scan in scans:
+                for partition in scan:
+                    if partition.values not in seen:  # segments are disjoint; stand-ins may not be
+                        seen.add(partition.values)
+                        yield partition
+
+    def _scan(self, expression: str, segment: dict[str, int] | None) -> Iterator[Partition]:
         paginator = self._glue.get_paginator("get_partitions")
         kwargs: dict[str, Any] = {"TableName": self.table.name, **self._ids()}
         if expression:
             kwargs["Expression"] = expression
+        if segment:
+            kwargs["Segment"] = segment
         try:
             for page in paginator.paginate(**kwargs):
                 for partition in page.get("Partitions") or []:
-                    location = (partition.get("StorageDescriptor") or {}).get("Location", "")
-                    yield tuple(partition["Values"]), location
+                    yield Partition(
+                        tuple(partition["Values"]),
+                        _location(partition),
+                        dict(partition.get("StorageDescriptor") or {}),
+                    )
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, f"Glue GetPartitions {self.table}") from exc
 
-    def delete(self, values: Iterable[tuple[str, ...]]) -> int:
-        """Delete partitions by values (BatchDeletePartition, 25 a call); returns how many."""
+    def update(self, inputs: Sequence[dict[str, Any]]) -> dict[tuple[str, ...], str]:
+        """Replace partitions by PartitionInput (BatchUpdatePartition, 100 a call); values -> error
+        code of those Glue did not update."""
+        failed: dict[tuple[str, ...], str] = {}
+        for start in range(0, len(inputs), UPDATE_CHUNK):
+            chunk = inputs[start : start + UPDATE_CHUNK]
+            entries = [{"PartitionValueList": list(i["Values"]), "PartitionInput": i} for i in chunk]
+            try:
+                response = self._glue.batch_update_partition(
+                    TableName=self.table.name, Entries=entries, **self._ids()
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise classify(exc, f"Glue BatchUpdatePartition {self.table}") from exc
+            for error in response.get("Errors") or []:
+                values = tuple(error.get("PartitionValueList") or ())
+                failed[values] = (error.get("ErrorDetail") or {}).get("ErrorCode", "UnknownError")
+        return failed
+
+    def delete(self, values: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
+        """Delete partitions by values (BatchDeletePartition, 25 a call); values -> error code of
+        those Glue did not delete."""
         items = [{"Values": list(v)} for v in values]
-        deleted = 0
-        for start in range(0, len(items), 25):  # "PartitionsToDelete ... Maximum 25 items"
-            chunk = items[start : start + 25]
+        failed: dict[tuple[str, ...], str] = {}
+        for start in range(0, len(items), DELETE_CHUNK):
+            chunk = items[start : start + DELETE_CHUNK]
             try:
                 response = self._glue.batch_delete_partition(
                     TableName=self.table.name, PartitionsToDelete=chunk, **self._ids()
                 )
             except (ClientError, BotoCoreError) as exc:
                 raise classify(exc, f"Glue BatchDeletePartition {self.table}") from exc
-            deleted += len(chunk) - len(response.get("Errors") or [])
-        return deleted
+            for error in response.get("Errors") or []:
+                failed[tuple(error.get("PartitionValues") or ())] = (error.get("ErrorDetail") or {}).get(
+                    "ErrorCode", "UnknownError"
+                )
+        return failed
+
+
+def _location(partition: dict[str, Any]) -> str:
+    return str((partition.get("StorageDescriptor") or {}).get("Location", ""))
 
 
 def _catalog_id(catalog_id: str) -> dict[str, str]:
@@ -198,33 +274,17 @@ class TableWriter:
         partitions reading the old columns.
         """
         catalog = Catalog(self._glue, self.table)
-        entries = []
-        for values, location in catalog.partitions():
+        inputs = []
+        for partition in catalog.partitions(segments=MAX_SEGMENTS):
             sd = copy.deepcopy(descriptor)
-            sd["Location"] = location
-            entries.append(
-                {
-                    "PartitionValueList": list(values),
-                    "PartitionInput": {"Values": list(values), "StorageDescriptor": sd},
-                }
+            sd["Location"] = partition.location
+            inputs.append({"Values": list(partition.values), "StorageDescriptor": sd})
+        failed = catalog.update(inputs)
+        if failed:
+            raise TransientError(
+                f"Glue BatchUpdatePartition {self.table}: {len(failed)} partitions not updated"
             )
-        updated = 0
-        for start in range(0, len(entries), CREATE_CHUNK):  # "Entries ... Maximum 100 items"
-            chunk = entries[start : start + CREATE_CHUNK]
-            response = self._call(
-                "BatchUpdatePartition",
-                self._glue.batch_update_partition,
-                DatabaseName=self.table.database,
-                TableName=self.table.name,
-                Entries=chunk,
-            )
-            errors = response.get("Errors") or []
-            if errors:
-                raise TransientError(
-                    f"Glue BatchUpdatePartition {self.table}: {len(errors)} partitions not updated"
-                )
-            updated += len(chunk)
-        return updated
+        return len(inputs)
 
     def _call(self, what: str, method: Callable[..., Any], **kwargs: Any) -> dict[str, Any]:
         try:

@@ -34,6 +34,8 @@ from rich.progress import (
 from rich.table import Table
 
 from . import aws
+from .audit import Audit, Findings, PruneRefused, Repairs
+from .audit import summary as audit_summary
 from .bootstrap import create_view, init_table, read_object_fields
 from .catalog import CREATED, EXISTS
 from .config import SERVICE, Settings, SettingsError
@@ -96,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NoCredentialsError:
         err.print("[bold red]error:[/] no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID)")
         return RUNTIME_ERROR
-    except (ConfigurationError, TransientError, ClientError, BotoCoreError) as exc:
+    except (ConfigurationError, TransientError, ClientError, BotoCoreError, PruneRefused) as exc:
         err.print(f"[bold red]error:[/] {exc}")
         return RUNTIME_ERROR
     except KeyboardInterrupt:
@@ -226,12 +228,31 @@ def _build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--dry-run", action="store_true")
     backfill.set_defaults(run=_backfill)
 
-    audit = commands.add_parser("audit", help="compare date folders in S3 with partitions in Glue")
+    audit = commands.add_parser(
+        "audit",
+        help="compare the folders in S3 with the partitions in Glue; report every drift",
+        description=(
+            "Report every drift between the bucket and the catalog: missing partitions, orphaned "
+            "ones, wrong Locations, StorageDescriptor drift, folder collisions and folders the table "
+            "cannot represent. Exit 3 when any remains."
+        ),
+    )
     table_options(audit)
     range_options(audit)
-    audit.add_argument("--fix", action="store_true", help="create the missing partitions")
-    audit.add_argument("--prune", action="store_true", help="also delete partitions whose folder is gone")
-    audit.add_argument("--dry-run", action="store_true")
+    audit.add_argument(
+        "--fix",
+        action="store_true",
+        help="create missing partitions, repoint wrong Locations, rewrite drifted StorageDescriptors",
+    )
+    audit.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete partitions whose own Location holds no flow-log object (asks first; --yes off a terminal)",
+    )
+    audit.add_argument("--yes", action="store_true", help="do not ask before --prune deletes")
+    audit.add_argument(
+        "--dry-run", action="store_true", help="say what --fix and --prune would do; change nothing"
+    )
     audit.set_defaults(run=_audit)
 
     demo = commands.add_parser("demo", help="the whole flow on a local AWS (moto); no account needed")
@@ -480,64 +501,126 @@ def _backfill(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
+    destructive = args.prune and not args.dry_run
+    terminal = sys.stdin.isatty() and err.is_terminal
+    if destructive and not args.yes and not terminal:
+        raise UsageError("--prune deletes partitions: run it on a terminal to confirm, or add --yes")
+    if args.since and args.until and args.since > args.until:
+        raise UsageError("--since is after --until")
     settings = _settings(args)
     partitioner = _partitioner(settings)
-    scheme = partitioner.scheme()
-    walk, messages = _walk(args, settings, partitioner, err)
-    expected: dict[tuple[str, ...], PartitionSpec] = {}
-    found_in: dict[tuple[str, ...], Message] = {}  # the folder's message, to create it with --fix
-    for message in messages:
-        for ref in message.objects:
-            planned = partitioner.plan_object(scheme, ref.bucket, ref.key)
-            if isinstance(planned, PartitionSpec):
-                expected[planned.values] = planned
-                found_in[planned.values] = message
-    dates = DateRange(args.since, args.until)
-    in_glue: dict[tuple[str, ...], str] = {}
-    for values, location in partitioner.catalog.partitions():
-        day = scheme.date_of(values)
-        if day is None or dates.admits((day.year, day.month, day.day)):
-            in_glue[values] = location
-    missing = sorted(v for v in expected if v not in in_glue)
-    orphaned = sorted(v for v in in_glue if v not in expected)
-    fixed: Report | None = None
-    pruned = 0
-    if args.fix and missing and not args.dry_run:
-        fixed = partitioner.run([found_in[v] for v in missing], now=time.time(), use_cache=False)
-    if args.prune and orphaned and not args.dry_run:
-        pruned = partitioner.catalog.delete(orphaned)
-    still_missing = [
-        v for v in missing if fixed is None or fixed.outcomes.get(expected[v]) not in (CREATED, EXISTS)
-    ]
-    still_orphaned = orphaned if pruned == 0 else []
-    summary = {
-        "folders": len(expected),
-        "partitions_in_glue": len(in_glue),
-        "missing": ["/".join(v) for v in missing],
-        "orphaned": ["/".join(v) for v in orphaned],
-        "created": len(missing) - len(still_missing) if fixed else 0,
-        "pruned": pruned,
-        "list_calls": walk.list_calls,
-    }
+    audit = Audit(partitioner, _client(settings, "s3"), DateRange(args.since, args.until))
+    findings = audit.find(lambda walk: _collect(walk, err))
+    repairs = Repairs()
+    if args.fix and not args.dry_run:
+        audit.fix(findings, time.time(), repairs)
+    if args.prune and findings.orphaned:
+        audit.refuse_if_blind(findings)
+        if destructive and not args.yes and not _confirm(findings, err):
+            raise UsageError("nothing pruned")
+        if destructive:
+            audit.prune(findings, time.time(), repairs)
+    report = audit_summary(findings, repairs)
+    if args.prune and args.dry_run:
+        report["would_prune"] = report["orphaned"]
+    if args.fix and args.dry_run:
+        report["would_create"] = report["missing"]
     if args.json:
-        out.print(json.dumps(summary, indent=2), markup=False)
+        out.print(json.dumps(report, indent=2), markup=False)
     else:
-        table = Table(title=f"audit {scheme.table} ({scheme.location})")
-        table.add_column("partition", overflow="fold")
-        table.add_column("state")
-        for v in missing:
-            table.add_row("/".join(v), "[green]created[/]" if v not in still_missing else "[red]missing[/]")
-        for v in orphaned:
-            table.add_row("/".join(v), "[yellow]pruned[/]" if pruned else "[yellow]orphaned (folder gone)[/]")
-        if missing or orphaned:
-            out.print(table)
-        out.print(
-            f"{len(expected)} folders, {len(in_glue)} partitions in Glue: {len(missing)} missing, "
-            f"{len(orphaned)} orphaned ({walk.list_calls} list calls)"
-        )
-    if fixed is not None and fixed.failed:
+        _print_audit(out, audit, findings, repairs, report, dry_run=args.dry_run)
+    if repairs.failed:
         return RUNTIME_ERROR
-    return DRIFT if still_missing or still_orphaned else OK
+    return DRIFT if any(report["remaining"].values()) else OK
+
+
+def _collect(walk: FolderWalk, err: Console) -> list[Message]:
+    messages = []
+    with _progress(err) as progress:
+        task = progress.add_task("listing folders", total=None)
+        for message in walk.messages():
+            messages.append(message)
+            progress.update(task, advance=1, description=f"listing folders ({walk.list_calls} list calls)")
+    return messages
+
+
+def _confirm(findings: Findings, err: Console) -> bool:
+    err.print(f"--prune will delete {len(findings.orphaned)} partitions whose Location holds no flow log:")
+    for partition in findings.orphaned[:20]:
+        err.print(f"  {escape('/'.join(partition.values))}  {escape(partition.location)}")
+    if len(findings.orphaned) > 20:
+        err.print(f"  ... and {len(findings.orphaned) - 20} more")
+    return err.input("delete them? [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _print_audit(
+    out: Console, audit: Audit, findings: Findings, repairs: Repairs, report: dict[str, Any], *, dry_run: bool
+) -> None:
+    table = Table(title=f"audit {audit.scheme.table} ({audit.scheme.location})")
+    table.add_column("partition or folder", overflow="fold")
+    table.add_column("drift", overflow="fold")
+    table.add_column("state", overflow="fold")
+    done = {*repairs.created, *repairs.relocated, *repairs.updated, *repairs.pruned}
+
+    def state(values: tuple[str, ...], fixable: str) -> str:
+        if values in repairs.failed:
+            return f"[red]failed: {escape(repairs.failed[values])}[/]"
+        if values in repairs.restored:
+            return "[green]kept: a new object arrived[/]"
+        if values in done:
+            return f"[green]{fixable}[/]"
+        return "[yellow]would be " + fixable + "[/]" if dry_run else "[yellow]remains[/]"
+
+    for values in findings.missing:
+        table.add_row("/".join(values), "missing", state(values, "created"))
+    for move in findings.wrong_location:
+        table.add_row(
+            "/".join(move.values),
+            f"Location {move.location}, folder {move.folder}",
+            state(move.values, "repointed"),
+        )
+    for drift in findings.descriptor_drift:
+        table.add_row(
+            "/".join(drift.values),
+            f"{', '.join(drift.fields)} differ from the table",
+            state(drift.values, "rewritten"),
+        )
+    for partition in findings.orphaned:
+        table.add_row(
+            "/".join(partition.values),
+            f"orphaned: nothing under {partition.location}",
+            state(partition.values, "pruned"),
+        )
+    for collision in findings.collisions:
+        folders = ", ".join(collision.folders)
+        table.add_row(
+            "/".join(collision.values),
+            f"collision: {folders} (Glue has {collision.catalog_location or 'none'})",
+            "[red]needs an operator[/]",
+        )
+    for item in findings.unrepresentable:
+        table.add_row(
+            item.folder, f"the table cannot represent it: {item.reason}", "[red]needs an operator[/]"
+        )
+    for kept in findings.kept:
+        table.add_row("/".join(kept.values), f"not found by the walk; {kept.reason}", "kept")
+    if table.row_count:
+        out.print(table)
+    found = (
+        ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in findings.counts().items() if n) or "no drift"
+    )
+    remaining = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in report["remaining"].items() if n)
+    out.print(
+        f"{findings.folders} folders, {findings.partitions} partitions in Glue: {found} "
+        f"({findings.list_calls} list calls)"
+    )
+    if done or repairs.restored:
+        out.print(
+            f"fixed: {len(repairs.created)} created, {len(repairs.relocated)} repointed, "
+            f"{len(repairs.updated)} rewritten, {len(repairs.pruned)} pruned"
+            + (f" ({len(repairs.restored)} kept: a new object arrived)" if repairs.restored else "")
+        )
+    out.print(f"remaining: {remaining}" if remaining else "remaining: none, the table is in step")
 
 
 def _finish(args: argparse.Namespace, out: Console, totals: _Totals, extra: dict[str, Any], what: str) -> int:

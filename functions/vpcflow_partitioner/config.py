@@ -25,6 +25,9 @@ class Settings:
     cache_ttl_days: int = 35
     source_buckets: frozenset[str] = frozenset()
     reconcile_days: int = 2
+    # How long a container trusts what it read from the catalog (the table, and that a
+    # partition exists) before asking again; 0: every invocation.
+    table_refresh_seconds: int = 300
     # boto3 reads these itself; they are kept here so that a changed endpoint or region
     # gets its own clients and its own warm state.
     endpoint_url: str = ""
@@ -48,15 +51,16 @@ class Settings:
             table=table,
             catalog_id=env.get("GLUE_CATALOG_ID", "").strip(),
             cache_table=env.get("CACHE_TABLE", "").strip(),
-            cache_ttl_days=_positive_int(env, "CACHE_TTL_DAYS", 35),
+            cache_ttl_days=_int_setting(env, "CACHE_TTL_DAYS", 35),
             source_buckets=buckets,
-            reconcile_days=_positive_int(env, "RECONCILE_DAYS", 2),
+            reconcile_days=_int_setting(env, "RECONCILE_DAYS", 2),
+            table_refresh_seconds=_int_setting(env, "TABLE_REFRESH_SECONDS", 300, minimum=0),
             endpoint_url=env.get("AWS_ENDPOINT_URL", "").strip(),
             region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip(),
         )
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int_setting(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     text = env.get(name, "").strip()
     if not text:
         return default
@@ -64,6 +68,6 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(text)
     except ValueError:
         raise SettingsError(f"{name}={text!r} is not a whole number") from None
-    if value < 1:
-        raise SettingsError(f"{name}={text!r} must be at least 1")
+    if value < minimum:
+        raise SettingsError(f"{name}={text!r} must be at least {minimum}")
     return value

@@ -16,22 +16,42 @@ from dataclasses import dataclass
 from datetime import date
 
 # Every AWS partition's region names: us-east-1, us-gov-west-1, cn-northwest-1,
-# us-iso-east-1, us-isob-east-1, eu-isoe-west-1, ap-southeast-5 ...
-REGION_PATTERN = r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}"
+# us-iso-east-1, us-isob-east-1, eu-isoe-west-1, eusc-de-east-1, ap-southeast-5 ...
+# (botocore's partitions.json; a unit test checks every name in it).
+REGION_PATTERN = r"[a-z]{2,4}(?:-[a-z]+)+-\d{1,2}"
 _ACCOUNT = r"\d{12}"
 _FILE = r"[^/]+\.log\.(?:gz|parquet)"
 
-_PLAIN = re.compile(
-    rf"^(?P<prefix>(?:.*/)?)AWSLogs/(?P<account>{_ACCOUNT})/(?P<service>vpcflowlogs)/"
-    rf"(?P<region>{REGION_PATTERN})/(?P<year>\d{{4}})/(?P<month>\d{{2}})/(?P<day>\d{{2}})/"
-    rf"(?:(?P<hour>\d{{2}})/)?(?P<file>{_FILE})$"
-)
-_HIVE = re.compile(
-    rf"^(?P<prefix>(?:.*/)?)AWSLogs/aws-account-id=(?P<account>{_ACCOUNT})/"
-    rf"aws-service=(?P<service>vpcflowlogs)/aws-region=(?P<region>{REGION_PATTERN})/"
-    rf"year=(?P<year>\d{{4}})/month=(?P<month>\d{{2}})/day=(?P<day>\d{{2}})/"
-    rf"(?:hour=(?P<hour>\d{{2}})/)?(?P<file>{_FILE})$"
-)
+# One grammar for keys and for folders: the folder name at each level below "AWSLogs/",
+# plain and Hive-compatible. The Transit Gateway guide spells the Hive service folder
+# `service=vpcflowlogs`, the VPC guide `aws-service=vpcflowlogs`: both are accepted.
+_NAMES: dict[str, tuple[str, str]] = {
+    "account": (rf"(?P<account>{_ACCOUNT})", rf"aws-account-id=(?P<account>{_ACCOUNT})"),
+    "service": (r"vpcflowlogs", r"(?:aws-)?service=vpcflowlogs"),
+    "region": (rf"(?P<region>{REGION_PATTERN})", rf"aws-region=(?P<region>{REGION_PATTERN})"),
+    "year": (r"(?P<year>\d{4})", r"year=(?P<year>\d{4})"),
+    "month": (r"(?P<month>\d{2})", r"month=(?P<month>\d{2})"),
+    "day": (r"(?P<day>\d{2})", r"day=(?P<day>\d{2})"),
+    "hour": (r"(?P<hour>\d{2})", r"hour=(?P<hour>\d{2})"),
+}
+
+
+def _layout(style: int) -> re.Pattern[str]:
+    names = {level: pair[style] for level, pair in _NAMES.items()}
+    daily = "/".join(names[level] for level in ("account", "service", "region", "year", "month", "day"))
+    return re.compile(rf"^(?P<prefix>(?:.*/)?)AWSLogs/{daily}/(?:{names['hour']}/)?(?P<file>{_FILE})$")
+
+
+_PLAIN = _layout(0)
+_HIVE = _layout(1)
+_FOLDER_NAMES = {
+    level: (re.compile(f"^{plain}$"), re.compile(f"^{hive}$")) for level, (plain, hive) in _NAMES.items()
+}
+# AWS reserves "AWSLogs" ("You cannot use AWSLogs as a subfolder name"), so a key whose free
+# prefix passes through an account folder of another AWSLogs tree is a copy nested inside
+# AWS's own layout. The walk does not descend into account folders looking for one (that
+# would list every date folder of every service), so neither may the Lambda partition it.
+_ACCOUNT_FOLDER = re.compile(rf"(?:^|/)AWSLogs/(?:aws-account-id=)?{_ACCOUNT}/")
 
 # Folder levels below the bucket prefix, outermost first. A partition key maps to one
 # of them; the partition's Location is the folder of its deepest key.
@@ -51,6 +71,7 @@ class FlowLogObject:
     month: str
     day: str
     hour: str | None  # None in daily folders
+    nested: bool = False  # the free prefix passes through another tree's account folder
 
     @property
     def date(self) -> date:
@@ -85,9 +106,10 @@ def parse_key(key: str) -> FlowLogObject | None:
         date(int(match["year"]), int(match["month"]), int(match["day"]))
     except ValueError:
         return None
+    prefix = match["prefix"]
     return FlowLogObject(
         key=key,
-        prefix=match["prefix"],
+        prefix=prefix,
         hive=match.re is _HIVE,
         account=match["account"],
         region=match["region"],
@@ -95,4 +117,56 @@ def parse_key(key: str) -> FlowLogObject | None:
         month=match["month"],
         day=match["day"],
         hour=hour,
+        nested=bool(prefix) and _ACCOUNT_FOLDER.search(prefix) is not None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class FolderState:
+    """What a folder can be on the way to flow-log objects, read from its path alone."""
+
+    free: bool  # it may still be part of the free prefix before "AWSLogs/"
+    level: str | None  # its level below an "AWSLogs/" folder ("root" is that folder), if any
+    hive: bool = False  # the layout style, fixed by the account folder
+    date: tuple[int, ...] = ()  # (year[, month[, day[, hour]]]) read from the folders so far
+
+
+BUCKET_ROOT = FolderState(free=True, level=None)
+
+
+def descend(state: FolderState, name: str) -> FolderState | None:
+    """The state of the subfolder `name`, or None when no flow-log key can lie below it.
+
+    parse_key accepts a key exactly when descending through its folders reaches the level
+    of its file (day or hour) with the names this grammar allows: the walk and the Lambda
+    share one definition of where flow logs are.
+    """
+    level: str | None = None
+    hive = state.hive
+    date = state.date
+    if state.level is not None and state.level != "hour":
+        below = LEVELS[LEVELS.index(state.level) + 1]
+        styles = (0, 1) if below == "account" else (int(state.hive),)
+        for style in styles:
+            match = _FOLDER_NAMES[below][style].match(name)
+            if match is not None:
+                level, hive = below, bool(style)
+                if below in ("year", "month", "day", "hour"):
+                    date = (*date, int(match.group(below)))
+                break
+    if level is not None:
+        # Inside an account folder the path is AWS's layout, never a free prefix again.
+        return FolderState(free=False, level=level, hive=hive, date=date)
+    if state.free:
+        return FolderState(free=True, level="root" if name == "AWSLogs" else None)
+    return None
+
+
+def folder_state(prefix: str) -> FolderState | None:
+    """The state of a folder given as a key prefix ("" or ending in "/")."""
+    state: FolderState | None = BUCKET_ROOT
+    for name in prefix.split("/")[:-1]:
+        if state is None:
+            return None
+        state = descend(state, name)
+    return state

@@ -18,10 +18,10 @@ from aws_lambda_powertools import Logger
 from .cache import BUSY, CLAIMED, PRESENT, PartitionCache, SeenSet, item_id
 from .catalog import CREATED, EXISTS, Catalog
 from .config import SERVICE, Settings
-from .envelopes import Message
+from .envelopes import Message, ObjectRef
 from .errors import TransientError
 from .keys import parse_key
-from .scheme import PartitionSpec, Scheme, Skip, TableRef
+from .scheme import PartitionSpec, Scheme, Skip, TableRef, same_folder
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -30,6 +30,11 @@ KNOWN = "known"  # in this container's seen-set
 CACHED = "cached"  # the DynamoDB cache says present
 WOULD_CREATE = "would create"  # dry run
 _DONE = {CREATED, EXISTS, KNOWN, CACHED, WOULD_CREATE}
+_COLLISION = "collision with "  # + the folder the partition has: acked, never "present"
+
+# A negative decision (outside the Location, unpartitionable) is final for the object, so
+# it is taken against a table read during this invocation, once per kind of folder.
+_RECHECK_MEMORY = 10_000
 
 # A claim held by another invocation usually turns into `present` within one Glue call;
 # look again a few times before failing the record back to its retry mechanism.
@@ -84,6 +89,25 @@ class Report:
     def partitions(self, *outcomes: str) -> list[PartitionSpec]:
         return sorted((s for s, o in self.outcomes.items() if o in outcomes), key=lambda s: s.values)
 
+    def collisions(self) -> dict[PartitionSpec, str]:
+        """Folders that map to a partition another folder has: spec -> that other folder."""
+        return {s: o.removeprefix(_COLLISION) for s, o in self.outcomes.items() if is_collision(o)}
+
+
+def is_collision(outcome: str) -> bool:
+    """Whether an outcome says the partition belongs to another folder."""
+    return outcome.startswith(_COLLISION)
+
+
+class _TableChanged(Exception):
+    """The table changed between planning and creating: plan again with the new one."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    outcome: str
+    location: str = ""  # the partition's folder in the catalog, when done
+
 
 class Partitioner:
     """Keeps one Glue table's partitions in step with the objects it is told about."""
@@ -104,21 +128,41 @@ class Partitioner:
             if settings.cache_table and dynamodb is not None
             else None
         )
-        self.seen = seen if seen is not None else SeenSet()
+        self.seen = seen if seen is not None else SeenSet(ttl_seconds=settings.table_refresh_seconds)
         self._sleep = sleep
         self._scheme: Scheme | None = None
+        self._read_at = 0.0
+        self._rechecked: set[tuple[str, str]] = set()  # folders whose negative decision was re-checked
 
-    def scheme(self) -> Scheme:
-        """The table's scheme, read with GetTable once per container (a failure is retried)."""
-        if self._scheme is None:
-            self._scheme = Scheme.from_table(self.catalog.get_table(), self.settings.catalog_id)
+    def scheme(self, now: float | None = None) -> Scheme:
+        """The table's scheme: read with GetTable, again once TABLE_REFRESH_SECONDS have passed
+        (a failure is raised every time, never remembered)."""
+        if self._scheme is None or (
+            now is not None and now - self._read_at >= self.settings.table_refresh_seconds
+        ):
+            self._read(time.time() if now is None else now)
+        assert self._scheme is not None
+        return self._scheme
+
+    def _read(self, now: float) -> Scheme:
+        scheme = Scheme.from_table(self.catalog.get_table(), self.settings.catalog_id)
+        old, self._scheme, self._read_at = self._scheme, scheme, now
+        self._rechecked.clear()
+        if old is None or (old.version, old.create_time) != (scheme.version, scheme.create_time):
             logger.info(
                 "table read",
-                table=str(self._scheme.table),
-                table_location=self._scheme.location,
-                partition_keys=list(self._scheme.key_names),
+                table=str(scheme.table),
+                table_location=scheme.location,
+                partition_keys=list(scheme.key_names),
+                version=scheme.version,
             )
-        return self._scheme
+        return scheme
+
+    def _fresh(self, scheme: Scheme, now: float) -> Scheme:
+        """The table as it is now, read again unless it was read during this run."""
+        if self._read_at >= now and self._scheme is not None:
+            return self._scheme
+        return self._read(now)
 
     def run(
         self,
@@ -129,13 +173,70 @@ class Partitioner:
         dry_run: bool = False,
     ) -> Report:
         """Ensure every partition the messages' objects belong to; ConfigurationError propagates."""
-        scheme = self.scheme()
+        messages = list(messages)
+        scheme = self.scheme(now)
+        plans = self._plan(scheme, messages)
+        negative = self._negative_folders(plans) - self._rechecked
+        if negative and self._read_at < now:
+            # About to ignore or skip objects on the word of a table read earlier: look again.
+            scheme = self._read(now)
+            plans = self._plan(scheme, messages)
+        self._rechecked |= negative
+        if len(self._rechecked) > _RECHECK_MEMORY:
+            self._rechecked.clear()
         report = Report()
-        wanted: list[tuple[Message, set[PartitionSpec], list[str]]] = []
+        try:
+            report.outcomes = self.ensure(
+                scheme, _specs(plans), now, report.counts, use_cache=use_cache, dry_run=dry_run
+            )
+        except _TableChanged:
+            scheme = self.scheme()
+            plans = self._plan(scheme, messages)
+            report = Report()
+            report.outcomes = self.ensure(
+                scheme, _specs(plans), now, report.counts, use_cache=use_cache, dry_run=dry_run
+            )
+        self._report(messages, plans, report)
+        return report
+
+    def plan_object(self, scheme: Scheme, bucket: str, key: str) -> PartitionSpec | Skip:
+        """The partition one object belongs to, or why none (allowlist, key, table)."""
+        allowed = self.settings.source_buckets
+        if allowed and bucket not in allowed:
+            return Skip("ignored", "bucket not in SOURCE_BUCKETS")
+        obj = parse_key(key)
+        if obj is None:
+            return Skip("ignored", "not a flow-log object")
+        return scheme.plan(bucket, obj)
+
+    def _plan(
+        self, scheme: Scheme, messages: list[Message]
+    ) -> list[list[tuple[ObjectRef, PartitionSpec | Skip]]]:
+        return [[(ref, self.plan_object(scheme, ref.bucket, ref.key)) for ref in m.objects] for m in messages]
+
+    @staticmethod
+    def _negative_folders(plans: list[list[tuple[ObjectRef, PartitionSpec | Skip]]]) -> set[tuple[str, str]]:
+        """(bucket, account-region folder) of flow-log objects the table turned away."""
+        folders = set()
+        for planned in plans:
+            for ref, plan in planned:
+                if isinstance(plan, Skip) and (
+                    plan.outcome == "unpartitionable" or plan.reason.startswith("outside")
+                ):
+                    obj = parse_key(ref.key)
+                    if obj is not None:
+                        folders.add((ref.bucket, obj.folder("region")))
+        return folders
+
+    def _report(
+        self,
+        messages: list[Message],
+        plans: list[list[tuple[ObjectRef, PartitionSpec | Skip]]],
+        report: Report,
+    ) -> None:
         ignored: Counter[str] = Counter()
-        for message in messages:
+        for message, planned in zip(messages, plans, strict=True):
             notes: list[str] = []
-            specs: set[PartitionSpec] = set()
             if message.malformed:
                 report.counts["RecordsMalformed"] += 1
                 logger.warning("record malformed", message_id=message.id, reason=message.malformed)
@@ -144,30 +245,25 @@ class Partitioner:
                 report.counts["ObjectsIgnored"] += 1
                 ignored[f"notification {reason}"] += 1
                 notes.append(f"ignored: {reason}")
-            for ref in message.objects:
-                planned = self.plan_object(scheme, ref.bucket, ref.key)
-                if isinstance(planned, PartitionSpec):
-                    specs.add(planned)
-                elif planned.outcome == "unpartitionable":
-                    report.counts["ObjectsUnpartitionable"] += 1
-                    logger.warning(
-                        "object unpartitionable", bucket=ref.bucket, key=ref.key, reason=planned.reason
-                    )
-                    notes.append(f"unpartitionable: {planned.reason}")
+            specs: set[PartitionSpec] = set()
+            for ref, plan in planned:
+                reason = ""
+                if isinstance(plan, PartitionSpec):
+                    outcome = report.outcomes[plan]
+                    if not is_collision(outcome):
+                        specs.add(plan)
+                        continue
+                    reason = f"{outcome}: another folder maps to the same partition values"
+                elif plan.outcome == "unpartitionable":
+                    reason = plan.reason
                 else:
                     report.counts["ObjectsIgnored"] += 1
-                    ignored[planned.reason] += 1
-                    notes.append(f"ignored: {planned.reason}")
-            wanted.append((message, specs, notes))
-        for reason, count in ignored.items():
-            logger.info("objects ignored", reason=reason, count=count)
-
-        all_specs = sorted({s for _, specs, _ in wanted for s in specs}, key=lambda s: s.values)
-        report.outcomes = self.ensure(
-            scheme, all_specs, now, report.counts, use_cache=use_cache, dry_run=dry_run
-        )
-
-        for message, specs, notes in wanted:
+                    ignored[plan.reason] += 1
+                    notes.append(f"ignored: {plan.reason}")
+                    continue
+                report.counts["ObjectsUnpartitionable"] += 1
+                logger.warning("object unpartitionable", bucket=ref.bucket, key=ref.key, reason=reason)
+                notes.append(f"unpartitionable: {reason}")
             failures = sorted(
                 f"{'/'.join(s.values)}: {report.outcomes[s]}"
                 for s in specs
@@ -182,17 +278,8 @@ class Partitioner:
             report.results.append(
                 MessageResult(message.id, True, "; ".join(done + notes) or "nothing to do", unresolved)
             )
-        return report
-
-    def plan_object(self, scheme: Scheme, bucket: str, key: str) -> PartitionSpec | Skip:
-        """The partition one object belongs to, or why none (allowlist, key, table)."""
-        allowed = self.settings.source_buckets
-        if allowed and bucket not in allowed:
-            return Skip("ignored", "bucket not in SOURCE_BUCKETS")
-        obj = parse_key(key)
-        if obj is None:
-            return Skip("ignored", "not a flow-log object")
-        return scheme.plan(bucket, obj)
+        for reason, count in ignored.items():
+            logger.info("objects ignored", reason=reason, count=count)
 
     def ensure(
         self,
@@ -204,62 +291,97 @@ class Partitioner:
         use_cache: bool = True,
         dry_run: bool = False,
     ) -> dict[PartitionSpec, str]:
-        """Per spec: an outcome in _DONE, or why it failed."""
+        """Per spec: an outcome in _DONE, a collision with the folder the partition has, or
+        why it failed (retry)."""
+        # One lookup per partition: two folders that map to the same values are one
+        # partition, and every folder but the one the catalog has is a collision.
+        groups: dict[tuple[str, ...], list[PartitionSpec]] = {}
+        for spec in sorted(set(specs), key=lambda s: (s.values, s.location)):
+            groups.setdefault(spec.values, []).append(spec)
+        resolved = self._resolve(
+            [group[0] for group in groups.values()], scheme, now, counts, use_cache, dry_run
+        )
         outcomes: dict[PartitionSpec, str] = {}
+        for group in groups.values():
+            result = resolved[group[0]]
+            for spec in group:
+                if result.outcome in _DONE and not same_folder(result.location, spec.location):
+                    outcomes[spec] = _COLLISION + result.location
+                else:
+                    outcomes[spec] = result.outcome
+        return outcomes
+
+    def _resolve(
+        self,
+        specs: list[PartitionSpec],
+        scheme: Scheme,
+        now: float,
+        counts: Counter[str],
+        use_cache: bool,
+        dry_run: bool,
+    ) -> dict[PartitionSpec, _Resolved]:
+        """One spec per values: how the partition stands, and the folder it has."""
+        resolved: dict[PartitionSpec, _Resolved] = {}
         seen_key = {s: (scheme.table, scheme.create_time, s.values) for s in specs}
         unknown = []
         for spec in specs:
-            if use_cache and seen_key[spec] in self.seen:
-                outcomes[spec] = KNOWN
+            location = self.seen.get(seen_key[spec], now) if use_cache else None
+            if location is not None:
+                resolved[spec] = _Resolved(KNOWN, location)
                 counts["CacheHits"] += 1
             else:
                 unknown.append(spec)
         if not unknown:
-            return outcomes
+            return resolved
+
+        def remember(spec: PartitionSpec, outcome: str, location: str) -> None:
+            resolved[spec] = _Resolved(outcome, location)
+            if not dry_run:
+                self.seen.add(seen_key[spec], location, now)
 
         busy: list[PartitionSpec] = []
+        to_create: list[PartitionSpec] = []
         if self.cache is not None and use_cache and not dry_run:
             ids = {s: item_id(scheme, s) for s in unknown}
+            recheck = any(self.seen.expired(seen_key[s], now) for s in unknown)
             try:
-                states = self.cache.claim(list(ids.values()), now)
+                states = self.cache.claim({ids[s]: s.location for s in unknown}, now, read_first=recheck)
             except TransientError as exc:
-                states = {i: f"error: {exc}" for i in ids.values()}
-            to_create = []
+                return resolved | {s: _Resolved(str(exc)) for s in unknown}
             for spec in unknown:
-                state = states[ids[spec]]
-                if state == PRESENT:
-                    outcomes[spec] = CACHED
+                entry = states[ids[spec]]
+                if entry.state == PRESENT:
                     counts["CacheHits"] += 1
-                    self.seen.add(seen_key[spec])
-                elif state == CLAIMED:
+                    remember(spec, CACHED, entry.location or spec.location)
+                elif entry.state == CLAIMED:
                     to_create.append(spec)
-                elif state == BUSY:
+                elif entry.state == BUSY:
                     busy.append(spec)
                 else:
-                    outcomes[spec] = state
+                    resolved[spec] = _Resolved(entry.state)
+            # An errored claim may have been applied (a timeout after DynamoDB wrote it).
+            self.cache.release(
+                [ids[s] for s in unknown if s in resolved and resolved[s].outcome not in _DONE]
+            )
         else:
             try:
                 have = self.catalog.existing(unknown)
             except TransientError as exc:
-                return outcomes | {s: str(exc) for s in unknown}
-            to_create = []
+                return resolved | {s: _Resolved(str(exc)) for s in unknown}
             for spec in unknown:
                 if spec.values in have:
-                    outcomes[spec] = EXISTS
                     counts["PartitionsAlreadyPresent"] += 1
-                    if not dry_run:
-                        self.seen.add(seen_key[spec])
+                    remember(spec, EXISTS, have[spec.values])
                 else:
                     to_create.append(spec)
 
         if dry_run:
-            outcomes.update({s: WOULD_CREATE for s in to_create})
-            return outcomes
-
-        outcomes.update(self._create(scheme, to_create, now, counts, seen_key))
+            resolved.update({s: _Resolved(WOULD_CREATE, s.location) for s in to_create})
+            return resolved
+        resolved.update(self._create(scheme, to_create, now, counts, seen_key))
         if busy:
-            outcomes.update(self._await_others(busy, scheme, now, counts, seen_key))
-        return outcomes
+            resolved.update(self._await_others(busy, scheme, now, counts, seen_key))
+        return resolved
 
     def _create(
         self,
@@ -268,37 +390,62 @@ class Partitioner:
         now: float,
         counts: Counter[str],
         seen_key: dict[PartitionSpec, Any],
-    ) -> dict[PartitionSpec, str]:
+    ) -> dict[PartitionSpec, _Resolved]:
         if not specs:
             return {}
+        ids = {s: item_id(scheme, s) for s in specs}
         try:
+            # New partitions carry the table's current StorageDescriptor: an `init --update`
+            # a moment ago must not leave partitions with the old columns.
+            current = self._fresh(scheme, now)
+            if (current.version, current.create_time) != (scheme.version, scheme.create_time):
+                raise _TableChanged
             results = self.catalog.create(scheme, specs)
-        except Exception:
+            exists = [s for s in specs if results[s] == EXISTS]
+            # AlreadyExists says nothing of where: read the folder Glue has, to tell a
+            # partition another invocation created from a collision.
+            have = self.catalog.existing(exists) if exists else {}
+        except BaseException:
             if self.cache is not None:
-                self.cache.release([item_id(scheme, s) for s in specs])
+                self.cache.release(list(ids.values()))
             raise
-        done = [s for s in specs if results[s] in (CREATED, EXISTS)]
-        failed = [s for s in specs if results[s] not in (CREATED, EXISTS)]
-        for spec in done:
-            created = results[spec] == CREATED
-            counts["PartitionsCreated" if created else "PartitionsAlreadyPresent"] += 1
-            logger.info(
-                "partition created" if created else "partition already present",
-                table=str(scheme.table),
-                values=list(spec.values),
-                folder=spec.location,
-            )
+        resolved: dict[PartitionSpec, _Resolved] = {}
+        for spec in specs:
+            result = results[spec]
+            if result == CREATED:
+                resolved[spec] = _Resolved(CREATED, spec.location)
+                counts["PartitionsCreated"] += 1
+                logger.info(
+                    "partition created",
+                    table=str(scheme.table),
+                    values=list(spec.values),
+                    folder=spec.location,
+                )
+            elif result == EXISTS and spec.values in have:
+                resolved[spec] = _Resolved(EXISTS, have[spec.values])
+                counts["PartitionsAlreadyPresent"] += 1
+                logger.info(
+                    "partition already present",
+                    table=str(scheme.table),
+                    values=list(spec.values),
+                    folder=have[spec.values],
+                )
+            elif result == EXISTS:
+                resolved[spec] = _Resolved("AlreadyExists, but gone when read back; retry")
+            else:
+                resolved[spec] = _Resolved(result)
+        done = {s: r.location for s, r in resolved.items() if r.outcome in (CREATED, EXISTS)}
         if self.cache is not None:
-            # Marked only now that Glue has answered: a cache entry always means "in Glue".
+            # Marked only now that Glue has answered: a cache entry always means "in Glue",
+            # at the folder Glue has.
             try:
-                self.cache.mark_present([item_id(scheme, s) for s in done], now)
+                self.cache.mark_present({ids[s]: location for s, location in done.items()}, now)
             except Exception as exc:  # the partitions are in Glue; the claim simply expires
                 logger.warning("cache not marked", table=str(scheme.table), error=str(exc))
-            if failed:
-                self.cache.release([item_id(scheme, s) for s in failed])
-        for spec in done:
-            self.seen.add(seen_key[spec])
-        return results
+            self.cache.release([ids[s] for s in specs if s not in done])
+        for spec, location in done.items():
+            self.seen.add(seen_key[spec], location, now)
+        return resolved
 
     def _await_others(
         self,
@@ -307,11 +454,10 @@ class Partitioner:
         now: float,
         counts: Counter[str],
         seen_key: dict[PartitionSpec, Any],
-    ) -> dict[PartitionSpec, str]:
+    ) -> dict[PartitionSpec, _Resolved]:
         assert self.cache is not None
-        ids = {s: item_id(scheme, s) for s in specs}
-        pending = dict(ids)
-        outcomes: dict[PartitionSpec, str] = {}
+        pending = {s: item_id(scheme, s) for s in specs}
+        resolved: dict[PartitionSpec, _Resolved] = {}
         for delay in _BUSY_WAITS:
             self._sleep(delay)
             now += delay
@@ -320,13 +466,19 @@ class Partitioner:
             except TransientError:
                 continue
             for spec, id_ in list(pending.items()):
-                if states.get(id_) == PRESENT:
-                    outcomes[spec] = CACHED
+                entry = states.get(id_)
+                if entry is not None and entry.state == PRESENT:
+                    location = entry.location or spec.location
+                    resolved[spec] = _Resolved(CACHED, location)
                     counts["CacheHits"] += 1
-                    self.seen.add(seen_key[spec])
+                    self.seen.add(seen_key[spec], location, now)
                     del pending[spec]
             if not pending:
                 break
         for spec in pending:
-            outcomes[spec] = "being created by another invocation; retry"
-        return outcomes
+            resolved[spec] = _Resolved("being created by another invocation; retry")
+        return resolved
+
+
+def _specs(plans: list[list[tuple[ObjectRef, PartitionSpec | Skip]]]) -> list[PartitionSpec]:
+    return [plan for planned in plans for _, plan in planned if isinstance(plan, PartitionSpec)]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from .keys import LEVELS, FlowLogObject
+from .keys import LEVELS, FlowLogObject, folder_state
 
 
 class ConfigurationError(Exception):
@@ -92,6 +92,7 @@ class Scheme:
 
     table: TableRef
     create_time: str  # the table's CreateTime: a recreated table is another table
+    version: str  # UpdateTime and VersionId: what changes when the table is updated
     bucket: str
     prefix: str
     keys: tuple[_Key, ...]
@@ -121,10 +122,10 @@ class Scheme:
             if role == "day" and whole_day:
                 role = "date"
             keys.append(_make_key(name, role, parameters.get(f"projection.{name}.format")))
-        created = table.get("CreateTime")
         return cls(
             table=ref,
-            create_time=created.isoformat() if isinstance(created, datetime) else str(created or ""),
+            create_time=_timestamp(table.get("CreateTime")),
+            version=f"{_timestamp(table.get('UpdateTime'))} v{table.get('VersionId', '')}",
             bucket=bucket,
             prefix=prefix,
             keys=tuple(keys),
@@ -143,10 +144,16 @@ class Scheme:
         """The partition `obj` belongs to, or why it has none."""
         if bucket != self.bucket or not obj.key.startswith(self.prefix):
             return Skip("ignored", f"outside the table location {self.location}")
+        if obj.nested:
+            return Skip(
+                "unpartitionable",
+                f"the key is nested inside another AWSLogs account folder ({obj.prefix}); "
+                "move it out of AWS's reserved AWSLogs/ tree",
+            )
         deepest = self.deepest_level
         if obj.hour is None and deepest == "hour":
             return Skip("unpartitionable", "the table has an hour key but the object is in a daily folder")
-        uncovered = self._uncovered_level(obj, deepest)
+        uncovered = self._uncovered_level(deepest)
         if uncovered is not None:
             return Skip(
                 "unpartitionable",
@@ -192,16 +199,22 @@ class Scheme:
         descriptor["Location"] = spec.location
         return {"Values": list(spec.values), "StorageDescriptor": descriptor}
 
-    def _uncovered_level(self, obj: FlowLogObject, deepest: str) -> str | None:
-        # The table Location fixes every folder above it; each variable folder between the
-        # Location and the deepest key must be carried by a key, or two folders would map to
-        # the same values.
-        root = len(obj.prefix) + len("AWSLogs/")
-        fixed_depth = self.prefix.count("/", root) if len(self.prefix) > root else 0
-        for level in LEVELS[1 + fixed_depth : LEVELS.index(deepest) + 1]:
+    def _uncovered_level(self, deepest: str) -> str | None:
+        # The table Location fixes every folder down to its own level; each variable folder
+        # between it and the deepest key must be carried by a key, or two folders would map
+        # to the same values.
+        for level in LEVELS[LEVELS.index(self._location_level) + 1 : LEVELS.index(deepest) + 1]:
             if level in _VARIABLE_LEVELS and level not in self._carried:
                 return level
         return None
+
+    @functools.cached_property
+    def _location_level(self) -> str:
+        """The layout level the Location itself is at ("root" when at or above AWSLogs/)."""
+        state = folder_state(self.prefix)
+        if state is None or state.level is None or state.free:
+            return "root"
+        return state.level
 
     @functools.cached_property
     def _carried(self) -> frozenset[str]:
@@ -213,6 +226,43 @@ class Scheme:
     @functools.cached_property
     def deepest_level(self) -> str:
         return max((k.level for k in self.keys), key=LEVELS.index)
+
+
+def descriptor_drift(table: dict[str, Any], partition: dict[str, Any]) -> list[str]:
+    """What of a partition's StorageDescriptor differs from its table's, in what Athena reads
+    per partition: the columns, the SerDe and its parameters, the input and output formats."""
+
+    def columns(sd: dict[str, Any]) -> list[tuple[str, str]]:
+        return [
+            (str(c.get("Name", "")).lower(), str(c.get("Type", "")).lower()) for c in sd.get("Columns") or []
+        ]
+
+    def serde(sd: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        info = sd.get("SerdeInfo") or {}
+        return str(info.get("SerializationLibrary", "")), dict(info.get("Parameters") or {})
+
+    drift = []
+    if columns(table) != columns(partition):
+        drift.append("columns")
+    if serde(table) != serde(partition):
+        drift.append("serde")
+    for name in ("InputFormat", "OutputFormat"):
+        if (table.get(name) or "") != (partition.get(name) or ""):
+            drift.append(name)
+    return drift
+
+
+def same_folder(a: str, b: str) -> bool:
+    """Whether two S3 Locations name one folder (a trailing slash, s3a:// and s3n:// aside)."""
+    return _folder(a) == _folder(b)
+
+
+def _folder(location: str) -> str:
+    return re.sub(r"^s3[an]?://", "s3://", location.strip()).rstrip("/") + "/"
+
+
+def _timestamp(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value or "")
 
 
 def _normalise(name: str) -> str:

@@ -11,7 +11,6 @@ confirmed with one short listing that must find a real flow-log object.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,21 +22,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .envelopes import Message, ObjectRef, message_from_body, unwrap
 from .errors import UsageError, classify
-from .keys import LEVELS, REGION_PATTERN, parse_key
+from .keys import LEVELS, FolderState, descend, folder_state, parse_key
 from .scheme import Scheme
 
-_SEGMENTS = {
-    "account": re.compile(r"^(?:aws-account-id=)?(\d{12})$"),
-    "service": re.compile(r"^(?:aws-service=)?(vpcflowlogs)$"),
-    "region": re.compile(rf"^(?:aws-region=)?({REGION_PATTERN})$"),
-    "year": re.compile(r"^(?:year=)?(\d{4})$"),
-    "month": re.compile(r"^(?:month=)?(\d{2})$"),
-    "day": re.compile(r"^(?:day=)?(\d{2})$"),
-    "hour": re.compile(r"^(?:hour=)?(\d{2})$"),
-}
-# How many folder levels of a free prefix to search for "AWSLogs/" when the table's
-# Location sits above it (s3://bucket/ with logs under s3://bucket/vpc/AWSLogs/).
-_PREFIX_SEARCH_DEPTH = 3
 _PROBE_KEYS = 100
 
 
@@ -58,9 +45,12 @@ class DateRange:
 class FolderWalk:
     """Delimiter walk of one table's Location; counts its ListObjectsV2 calls.
 
-    Each level's folders are listed, and the leaves probed, by a small thread pool (boto3
-    clients are thread-safe): an organisation's year of folders is hundreds of thousands of
-    independent list calls, and each one waits on the network, not on CPU.
+    Which folders can hold flow logs is decided by keys.descend, the grammar parse_key
+    uses, so the walk finds every folder the Lambda would partition, under a free prefix
+    of any depth (a copied AWSLogs/AWSLogs/ tree included). Each level's folders are
+    listed, and the leaves probed, by a small thread pool (boto3 clients are thread-safe):
+    an organisation's year of folders is hundreds of thousands of independent list calls,
+    and each one waits on the network, not on CPU.
     """
 
     def __init__(self, s3: Any, scheme: Scheme, dates: DateRange = DateRange(), workers: int = 16) -> None:
@@ -70,54 +60,56 @@ class FolderWalk:
         self._workers = max(1, workers)
         self._lock = threading.Lock()
         self.list_calls = 0
+        self.folders_listed = 0
         self.leaf_level = scheme.deepest_level
 
     def messages(self) -> Iterator[Message]:
-        """One message per leaf folder holding a flow-log object, naming one such object."""
+        """One message per leaf folder holding a flow-log object (naming one such object), and
+        one per folder above the leaves that holds flow-log objects itself (daily files under
+        an hourly table: the plan says why the table cannot represent them)."""
         with ThreadPoolExecutor(self._workers, thread_name_prefix="walk") as pool:
-            leaves = self._leaves(pool)
-            for folder, key in zip(leaves, pool.map(self._probe, leaves), strict=True):
+            leaves, strays = self._leaves(pool)
+            for folder, key in [*zip(leaves, pool.map(self._probe, leaves), strict=True), *strays]:
                 if key is not None:
                     yield Message(
                         f"s3://{self._scheme.bucket}/{folder}", (ObjectRef(self._scheme.bucket, key),)
                     )
 
-    def _leaves(self, pool: ThreadPoolExecutor) -> list[str]:
-        """Folders at the table's deepest partition level, within the date range."""
-        prefix = self._scheme.prefix
-        level = _level_of(prefix)
-        roots = [prefix] if level is not None else list(self._search_awslogs(prefix, 0))
-        frontier: list[tuple[str, str, tuple[int, ...]]] = [(root, level or "root", ()) for root in roots]
-        leaf_depth = LEVELS.index(self.leaf_level)
+    def _leaves(self, pool: ThreadPoolExecutor) -> tuple[list[str], list[tuple[str, str]]]:
+        """Folders at the table's deepest partition level within the date range, and
+        (folder, key) of flow-log objects lying directly in a folder above that level."""
+        start = folder_state(self._scheme.prefix)
+        if start is None:
+            return [], []
+        if start.level == self.leaf_level:
+            return [self._scheme.prefix], []
+        leaves: list[str] = []
+        strays: list[tuple[str, str]] = []
+        frontier: list[tuple[str, FolderState]] = [(self._scheme.prefix, start)]
         # Breadth first: one level at a time, every folder of the level listed concurrently.
-        while frontier and LEVELS.index(frontier[0][1]) < leaf_depth:
-            below = LEVELS[LEVELS.index(frontier[0][1]) + 1]
-            listed = pool.map(self._children, [folder for folder, _, _ in frontier])
+        while frontier:
+            listed = pool.map(self._children, [folder for folder, _ in frontier])
             next_frontier = []
-            for (folder, _, dates), children in zip(frontier, listed, strict=True):
+            for (folder, state), (children, direct) in zip(frontier, listed, strict=True):
+                if direct is not None:
+                    strays.append((folder, direct))
                 for child in children:
-                    match = _SEGMENTS[below].match(child[len(folder) : -1])
-                    if match is None:
+                    below = descend(state, child[len(folder) : -1])
+                    if below is None or (below.date and not self._dates.admits(below.date[:3])):
                         continue
-                    parts = dates
-                    if below in ("year", "month", "day"):
-                        parts = (*dates, int(match.group(1)))
-                        if not self._dates.admits(parts):
-                            continue
-                    next_frontier.append((child, below, parts))
+                    if below.level == self.leaf_level:
+                        leaves.append(child)
+                    elif below.free or LEVELS.index(below.level or "root") < LEVELS.index(self.leaf_level):
+                        next_frontier.append((child, below))
             frontier = next_frontier
-        return [folder for folder, _, _ in frontier]
+        return leaves, strays
 
-    def _search_awslogs(self, prefix: str, depth: int) -> Iterator[str]:
-        for child in self._children(prefix):
-            name = child[len(prefix) : -1]
-            if name == "AWSLogs":
-                yield child
-            elif depth < _PREFIX_SEARCH_DEPTH:
-                yield from self._search_awslogs(child, depth + 1)
-
-    def _children(self, prefix: str) -> list[str]:
+    def _children(self, prefix: str) -> tuple[list[str], str | None]:
+        """Subfolders of `prefix`, and a flow-log object directly in it, if any."""
+        with self._lock:
+            self.folders_listed += 1
         children: list[str] = []
+        direct: str | None = None
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Bucket": self._scheme.bucket, "Prefix": prefix, "Delimiter": "/"}
@@ -125,12 +117,16 @@ class FolderWalk:
                 kwargs["ContinuationToken"] = token
             response = self._list(kwargs)
             children.extend(p["Prefix"] for p in response.get("CommonPrefixes") or [])
+            if direct is None:
+                direct = next(
+                    (i["Key"] for i in response.get("Contents") or [] if _in_folder(i["Key"], prefix)), None
+                )
             token = response.get("NextContinuationToken")
             if not response.get("IsTruncated") or not token:
-                return children
+                return children, direct
 
     def _probe(self, folder: str) -> str | None:
-        """The first flow-log object under `folder`, or None (a marker or stray files only)."""
+        """The first flow-log object of this leaf folder, or None (a marker or stray files only)."""
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Bucket": self._scheme.bucket, "Prefix": folder, "MaxKeys": _PROBE_KEYS}
@@ -138,7 +134,9 @@ class FolderWalk:
                 kwargs["ContinuationToken"] = token
             response = self._list(kwargs)
             for item in response.get("Contents") or []:
-                if parse_key(item["Key"]) is not None:
+                obj = parse_key(item["Key"])
+                # Under this leaf by the same reading of its folders, not a deeper copy.
+                if obj is not None and not obj.nested and _leaf_of(obj, self.leaf_level) == folder:
                     return str(item["Key"])
             token = response.get("NextContinuationToken")
             if not response.get("IsTruncated") or not token:
@@ -153,13 +151,17 @@ class FolderWalk:
             raise classify(exc, f"S3 ListObjectsV2 s3://{kwargs['Bucket']}/{kwargs['Prefix']}") from exc
 
 
-def _level_of(prefix: str) -> str | None:
-    """The folder level a Location prefix ends at, or None when it is above AWSLogs/."""
-    marker = prefix.rfind("AWSLogs/")
-    if marker < 0 or (marker > 0 and prefix[marker - 1] != "/"):
+def _leaf_of(obj: Any, level: str) -> str | None:
+    try:
+        return str(obj.folder(level))
+    except ValueError:  # a daily object under an hourly leaf level
         return None
-    depth = prefix[marker + len("AWSLogs/") :].count("/")
-    return LEVELS[min(depth, len(LEVELS) - 1)]
+
+
+def _in_folder(key: str, folder: str) -> bool:
+    """Whether `key` is a flow-log object lying directly in `folder` (not below it)."""
+    obj = parse_key(key)
+    return obj is not None and not obj.nested and key.rfind("/") + 1 == len(folder)
 
 
 def sweep_messages(s3: Any, scheme: Scheme, days: int, now: float) -> list[Message]:

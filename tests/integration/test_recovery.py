@@ -163,7 +163,9 @@ def test_audit_exit_codes_fix_and_prune(env: None, capsys: Any) -> None:
     assert main(["audit", "--fix"]) == 3  # the orphan stays: --fix never deletes
     assert ("111111111111", "us-east-1", "2024", "02", "11") in partitions(glue())
     assert main(["audit", "--fix", "--prune", "--dry-run"]) == 3
-    assert main(["audit", "--fix", "--prune"]) == 0
+    assert main(["audit", "--fix", "--prune"]) == 2  # deleting needs --yes off a terminal
+    assert tuple(orphan) in partitions(glue())
+    assert main(["audit", "--fix", "--prune", "--yes"]) == 0
     assert tuple(orphan) not in partitions(glue())
 
 

@@ -91,3 +91,33 @@ def test_folder_of_each_level() -> None:
     assert daily.folder("day") == "AWSLogs/123456789012/vpcflowlogs/us-east-1/2022/08/29/"
     with pytest.raises(ValueError):
         daily.folder("hour")
+
+
+def test_every_region_in_botocores_partition_data_parses() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    import botocore
+
+    data = json.loads((Path(botocore.__file__).parent / "data" / "partitions.json").read_text())
+    regions = [
+        name
+        for partition in data["partitions"]
+        for name in partition["regions"]
+        if re.match(partition["regionRegex"], name)  # leaves out aws-global and its kind
+    ]
+    assert "eusc-de-east-1" in regions
+    for region in regions:
+        key = f"AWSLogs/123456789012/vpcflowlogs/{region}/2024/01/01/123456789012_vpcflowlogs_{region}_fl-1_20240101T0005Z_a.log.gz"
+        assert parse_key(key) is not None, region
+
+
+def test_transit_gateway_hive_keys_spell_the_service_without_aws() -> None:
+    # The Transit Gateway guide documents ".../aws-account-id=A/service=vpcflowlogs/aws-region=R/..."
+    key = (
+        "AWSLogs/aws-account-id=123456789012/service=vpcflowlogs/aws-region=us-east-1/"
+        "year=2024/month=01/day=01/123456789012_vpcflowlogs_us-east-1_tgw-attach-1_20240101T0005Z_a.log.gz"
+    )
+    obj = parse_key(key)
+    assert obj is not None and obj.hive and obj.account == "123456789012" and obj.day == "01"

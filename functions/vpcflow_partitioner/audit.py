@@ -1,0 +1,369 @@
+"""`audit`: every way the catalog and the bucket disagree, what may be repaired, what may go.
+
+Safety rules, each against a race or a blind spot seen in review:
+- Glue is read before the walk begins: a partition the Lambda creates while the walk runs
+  was not in that snapshot, so it can never be taken for an orphan.
+- A partition is pruned only when a listing of its own stored Location (not the walk's
+  idea of where it should be) finds no flow-log object; its cache entry goes with it, and
+  the Location is listed once more after the delete: an object that arrived meanwhile
+  brings the partition straight back.
+- A walk that found no folder at all while the table has partitions proves nothing:
+  prune refuses.
+- A folder that maps to a partition another folder has is a collision: reported, never
+  "fixed" by pointing the partition elsewhere while the other folder still holds data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .cache import item_id
+from .catalog import CREATED, EXISTS, MAX_SEGMENTS, Partition
+from .config import SERVICE
+from .envelopes import Message, ObjectRef
+from .errors import classify
+from .keys import parse_key
+from .pipeline import Partitioner
+from .scheme import ConfigurationError, PartitionSpec, Scheme, descriptor_drift, same_folder, split_location
+from .sources import DateRange, FolderWalk
+
+logger = Logger(service=SERVICE, child=True)
+
+_PROBE_KEYS = 100
+
+Values = tuple[str, ...]
+
+
+class PruneRefused(Exception):
+    """Pruning now could delete partitions whose data exists: one line says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Collision:
+    values: Values
+    folders: tuple[str, ...]  # every folder that maps to these values
+    catalog_location: str  # the one Glue has ("" when Glue has none)
+
+
+@dataclass(frozen=True, slots=True)
+class Relocation:
+    values: Values
+    location: str  # stored in Glue, and holding no flow-log object
+    folder: str  # where the walk found the partition's objects
+
+
+@dataclass(frozen=True, slots=True)
+class DescriptorDrift:
+    values: Values
+    location: str
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A partition the walk did not find as a folder, kept because it cannot be proven empty."""
+
+    values: Values
+    location: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unrepresentable:
+    folder: str
+    reason: str
+
+
+@dataclass
+class Findings:
+    """What one audit found, before any repair."""
+
+    folders: int = 0
+    partitions: int = 0  # in Glue, within the date range, when the audit began
+    missing: dict[Values, tuple[PartitionSpec, Message]] = field(default_factory=dict)
+    orphaned: list[Partition] = field(default_factory=list)
+    wrong_location: list[Relocation] = field(default_factory=list)
+    descriptor_drift: list[DescriptorDrift] = field(default_factory=list)
+    collisions: list[Collision] = field(default_factory=list)
+    unrepresentable: list[Unrepresentable] = field(default_factory=list)
+    kept: list[Kept] = field(default_factory=list)
+    list_calls: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """Each kind of drift and how much of it."""
+        return {
+            "missing": len(self.missing),
+            "orphaned": len(self.orphaned),
+            "wrong_location": len(self.wrong_location),
+            "descriptor_drift": len(self.descriptor_drift),
+            "collisions": len(self.collisions),
+            "unrepresentable": len(self.unrepresentable),
+        }
+
+
+@dataclass
+class Repairs:
+    """What --fix and --prune changed, and what they could not."""
+
+    created: list[Values] = field(default_factory=list)
+    relocated: list[Values] = field(default_factory=list)
+    updated: list[Values] = field(default_factory=list)
+    pruned: list[Values] = field(default_factory=list)
+    restored: list[Values] = field(default_factory=list)  # pruned, then brought back by a new object
+    failed: dict[Values, str] = field(default_factory=dict)
+
+
+class Audit:
+    """Compares one table's catalog with its bucket; repairs through the one pipeline."""
+
+    def __init__(
+        self, partitioner: Partitioner, s3: Any, dates: DateRange | None = None, segments: int = MAX_SEGMENTS
+    ) -> None:
+        self.partitioner = partitioner
+        self._s3 = s3
+        self._dates = dates or DateRange()
+        self._segments = segments
+        self.scheme: Scheme = partitioner.scheme()
+        self.list_calls = 0
+
+    def find(self, collect: Callable[[FolderWalk], list[Message]] | None = None) -> Findings:
+        """Read Glue, then walk the bucket (`collect` drives the walk, e.g. with progress)."""
+        scheme = self.scheme
+        # Glue first: whatever appears after this moment is not a prune candidate.
+        before = {
+            p.values: p
+            for p in self.partitioner.catalog.partitions(segments=self._segments)
+            if self._in_range(p)
+        }
+        walk = FolderWalk(self._s3, scheme, self._dates)
+        messages = collect(walk) if collect is not None else list(walk.messages())
+        findings = Findings(partitions=len(before))
+        found: dict[Values, dict[str, Message]] = {}
+        for message in messages:
+            for ref in message.objects:
+                planned = self.partitioner.plan_object(scheme, ref.bucket, ref.key)
+                if isinstance(planned, PartitionSpec):
+                    found.setdefault(planned.values, {}).setdefault(planned.location, message)
+                elif planned.outcome == "unpartitionable":
+                    findings.unrepresentable.append(Unrepresentable(message.id, planned.reason))
+        findings.folders = sum(len(folders) for folders in found.values())
+        for values, folders in sorted(found.items()):
+            stored = before.get(values)
+            if len(folders) > 1:
+                findings.collisions.append(
+                    Collision(values, tuple(sorted(folders)), stored.location if stored else "")
+                )
+            elif stored is None:
+                location, message = next(iter(folders.items()))
+                findings.missing[values] = (PartitionSpec(values, location), message)
+            elif not same_folder(stored.location, next(iter(folders))):
+                folder = next(iter(folders))
+                if self._holds_flow_logs(stored.location) is False:
+                    findings.wrong_location.append(Relocation(values, stored.location, folder))
+                else:  # both the stored Location and the walked folder hold (or may hold) data
+                    findings.collisions.append(Collision(values, (folder,), stored.location))
+            else:
+                drift = descriptor_drift(scheme.storage_descriptor, stored.descriptor)
+                if drift:
+                    findings.descriptor_drift.append(DescriptorDrift(values, stored.location, tuple(drift)))
+        self._recheck_missing(findings)
+        for values, partition in sorted(before.items()):
+            if values in found:
+                continue
+            holds = self._holds_flow_logs(partition.location)
+            if holds is False:
+                findings.orphaned.append(partition)
+            else:
+                reason = "its Location holds flow logs the walk did not reach" if holds else str(holds)
+                findings.kept.append(Kept(values, partition.location, reason))
+        findings.list_calls = walk.list_calls + self.list_calls
+        return findings
+
+    def fix(self, findings: Findings, now: float, repairs: Repairs) -> None:
+        """Create the missing, point wrong Locations at their folder, give drifted partitions the
+        table's StorageDescriptor. Collisions and folders the table cannot represent stay."""
+        if findings.missing:
+            report = self.partitioner.run(
+                [message for _, message in findings.missing.values()], now=now, use_cache=False
+            )
+            collisions = report.collisions()
+            for values, (spec, _) in list(findings.missing.items()):
+                outcome = report.outcomes.get(spec, "not planned")
+                if outcome in (CREATED, EXISTS):
+                    repairs.created.append(values)
+                elif spec in collisions:  # another folder got there first while we walked
+                    del findings.missing[values]
+                    findings.collisions.append(Collision(values, (spec.location,), collisions[spec]))
+                else:
+                    repairs.failed[values] = outcome
+        inputs: list[dict[str, Any]] = []
+        relocated = []
+        for move in findings.wrong_location:
+            # Checked again: the stored folder may have received objects since the walk.
+            if self._holds_flow_logs(move.location) is False:
+                inputs.append(self.scheme.partition_input(PartitionSpec(move.values, move.folder)))
+                relocated.append(move.values)
+            else:
+                repairs.failed[move.values] = f"{move.location} now holds flow logs: a collision"
+        for drift in findings.descriptor_drift:
+            inputs.append(self.scheme.partition_input(PartitionSpec(drift.values, drift.location)))
+        if inputs:
+            failed = self.partitioner.catalog.update(inputs)
+            repairs.failed.update(failed)
+            repairs.relocated += [v for v in relocated if v not in failed]
+            repairs.updated += [d.values for d in findings.descriptor_drift if d.values not in failed]
+            # The cache remembers each partition's folder: a moved partition is forgotten there,
+            # so the next object of its new folder is checked against Glue, not the old folder.
+            self._forget([v for v in relocated if v not in failed])
+
+    def prune(self, findings: Findings, now: float, repairs: Repairs) -> None:
+        """Delete the orphans (proven empty) and their cache entries; bring back any that a new
+        object reached meanwhile."""
+        if not findings.orphaned:
+            return
+        self.refuse_if_blind(findings)
+        values = [p.values for p in findings.orphaned]
+        # Cache first: killed after this line, the partition stays and the cache merely has to
+        # ask Glue again. Deleted first, the cache would answer "present" for a partition that
+        # is gone, for CACHE_TTL_DAYS. A Lambda that marks one present between the two calls
+        # is undone by the second forget, and its object is found by the listing below.
+        self._forget(values)
+        failed = self.partitioner.catalog.delete(values)
+        repairs.failed.update(failed)
+        deleted = [p for p in findings.orphaned if p.values not in failed]
+        self._forget([p.values for p in deleted])
+        for partition in deleted:
+            logger.info("partition pruned", values=list(partition.values), folder=partition.location)
+            try:
+                key = self._first_flow_log(partition.location)
+            except _CannotList as exc:
+                repairs.failed[partition.values] = f"pruned, but not checked again: {exc}"
+                key = None
+            if key is not None:
+                # An object arrived between the check and the delete: the Lambda may have acked
+                # it on the word of the partition just deleted. Put the partition back.
+                bucket, _ = split_location(partition.location)
+                message = Message(partition.location, (ObjectRef(bucket, key),))
+                self.partitioner.run([message], now=now, use_cache=False)
+                repairs.restored.append(partition.values)
+            else:
+                repairs.pruned.append(partition.values)
+
+    def refuse_if_blind(self, findings: Findings) -> None:
+        """Raise PruneRefused when the walk saw nothing of a table that has partitions."""
+        if findings.folders == 0 and not findings.unrepresentable and findings.partitions:
+            raise PruneRefused(
+                f"the walk found no flow-log folder under {self.scheme.location} but the table has "
+                f"{findings.partitions} partitions: refusing to prune (check the table Location, the "
+                "bucket and its permissions)"
+            )
+
+    def _recheck_missing(self, findings: Findings) -> None:
+        # The Lambda may have created some while the walk ran: ask Glue once more.
+        if not findings.missing:
+            return
+        have = self.partitioner.catalog.existing([spec for spec, _ in findings.missing.values()])
+        for values, location in have.items():
+            spec, _ = findings.missing.pop(values)
+            if not same_folder(location, spec.location):
+                findings.collisions.append(Collision(values, (spec.location,), location))
+
+    def _forget(self, values: list[Values]) -> None:
+        cache = self.partitioner.cache
+        if cache is None or not values:
+            return
+        cache.forget([item_id(self.scheme, PartitionSpec(v, "")) for v in values])
+
+    def _in_range(self, partition: Partition) -> bool:
+        day = self.scheme.date_of(partition.values)
+        return day is None or self._dates.admits((day.year, day.month, day.day))
+
+    def _holds_flow_logs(self, location: str) -> bool | str:
+        """Whether a flow-log object lies under `location`, or why that cannot be told (then
+        nothing there is deleted or moved)."""
+        try:
+            return self._first_flow_log(location) is not None
+        except _CannotList as exc:
+            return str(exc)
+
+    def _first_flow_log(self, location: str) -> str | None:
+        """The first flow-log key under `location` (a listing of the Location itself)."""
+        try:
+            bucket, prefix = split_location(location)
+        except ConfigurationError as exc:
+            raise _CannotList(f"cannot list {location!r}: not an s3:// folder") from exc
+        if not prefix:
+            raise _CannotList(f"cannot list {location}: the Location is a whole bucket")
+        token = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": _PROBE_KEYS}
+            if token:
+                kwargs["ContinuationToken"] = token
+            self.list_calls += 1
+            try:
+                response = self._s3.list_objects_v2(**kwargs)
+            except (ClientError, BotoCoreError) as exc:
+                raise _CannotList(f"cannot list: {classify(exc, f'S3 ListObjectsV2 {location}')}") from exc
+            for item in response.get("Contents") or []:
+                if parse_key(item["Key"]) is not None:
+                    return str(item["Key"])
+            token = response.get("NextContinuationToken")
+            if not response.get("IsTruncated") or not token:
+                return None
+
+
+class _CannotList(Exception):
+    """A Location that cannot be listed is neither "holds flow logs" nor "empty"."""
+
+
+def summary(findings: Findings, repairs: Repairs | None = None) -> dict[str, Any]:
+    """The JSON shape of an audit: what was found, what was repaired, what remains."""
+
+    def joined(values: Values) -> str:
+        return "/".join(values)
+
+    repairs = repairs or Repairs()
+    done = {*repairs.created, *repairs.relocated, *repairs.updated, *repairs.pruned}
+    remaining = {
+        "missing": sum(1 for v in findings.missing if v not in done),
+        "orphaned": sum(1 for p in findings.orphaned if p.values not in done),
+        "wrong_location": sum(1 for m in findings.wrong_location if m.values not in done),
+        "descriptor_drift": sum(1 for d in findings.descriptor_drift if d.values not in done),
+        "collisions": len(findings.collisions),
+        "unrepresentable": len(findings.unrepresentable),
+    }
+    return {
+        "folders": findings.folders,
+        "partitions_in_glue": findings.partitions,
+        "missing": [joined(v) for v in findings.missing],
+        "orphaned": [joined(p.values) for p in findings.orphaned],
+        "wrong_location": [
+            {"values": joined(m.values), "location": m.location, "folder": m.folder}
+            for m in findings.wrong_location
+        ],
+        "descriptor_drift": [
+            {"values": joined(d.values), "location": d.location, "fields": list(d.fields)}
+            for d in findings.descriptor_drift
+        ],
+        "collisions": [
+            {"values": joined(c.values), "folders": list(c.folders), "catalog_location": c.catalog_location}
+            for c in findings.collisions
+        ],
+        "unrepresentable": [{"folder": u.folder, "reason": u.reason} for u in findings.unrepresentable],
+        "kept": [
+            {"values": joined(k.values), "location": k.location, "reason": k.reason} for k in findings.kept
+        ],
+        "created": [joined(v) for v in repairs.created],
+        "relocated": [joined(v) for v in repairs.relocated],
+        "updated": [joined(v) for v in repairs.updated],
+        "pruned": [joined(v) for v in repairs.pruned],
+        "restored": [joined(v) for v in repairs.restored],
+        "failed": {joined(v): why for v, why in repairs.failed.items()},
+        "remaining": remaining,
+        "list_calls": findings.list_calls,
+    }

@@ -1,0 +1,421 @@
+"""Never lose or hide a partition: prune, walk, collisions, stale tables, fail-closed Glue/DynamoDB.
+
+Each test reproduces a defect found in review (issue 9) with moto and the real entry points.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from helpers import (
+    BUCKET,
+    DATABASE,
+    TABLE,
+    TEXT_SD,
+    CallCounter,
+    create_table,
+    emitted_metrics,
+    partitions,
+)
+from vpcflow_partitioner import aws, handlers
+from vpcflow_partitioner.cli import main
+from vpcflow_partitioner.synthetic import object_key
+
+CACHE = "vpcflow-partitioner-cache"
+ACCOUNT = "111111111111"
+REGION = "us-east-1"
+MULTI_KEYS = [
+    ("aws_account_id", "string"),
+    ("aws_region", "string"),
+    ("year", "string"),
+    ("month", "string"),
+    ("day", "string"),
+]
+DAY = datetime(2024, 2, 10, 0, 5, tzinfo=UTC)
+
+
+def glue() -> Any:
+    return aws.client("glue", "", "us-east-1")
+
+
+def s3() -> Any:
+    return aws.client("s3", "", "us-east-1")
+
+
+def dynamodb() -> Any:
+    return aws.client("dynamodb", "", "us-east-1")
+
+
+def create_cache() -> None:
+    dynamodb().create_table(
+        TableName=CACHE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+@pytest.fixture
+def env(mocked: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLUE_DATABASE", DATABASE)
+    monkeypatch.setenv("GLUE_TABLE", TABLE)
+    s3().create_bucket(Bucket=BUCKET)
+
+
+@pytest.fixture
+def cached(env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CACHE_TABLE", CACHE)
+    create_cache()
+
+
+def put(key: str) -> str:
+    s3().put_object(Bucket=BUCKET, Key=key, Body=b"x")
+    return key
+
+
+def notify(*keys: str, message_ids: list[str] | None = None) -> dict[str, Any]:
+    """An SQS event, one message per key, each carrying the S3 notification S3 would send."""
+    from urllib.parse import quote_plus
+
+    records = []
+    for i, key in enumerate(keys):
+        body = {
+            "Records": [
+                {
+                    "eventVersion": "2.1",
+                    "eventSource": "aws:s3",
+                    "awsRegion": "us-east-1",
+                    "eventTime": "2024-02-10T00:06:00.000Z",
+                    "eventName": "ObjectCreated:Put",
+                    "s3": {
+                        "s3SchemaVersion": "1.0",
+                        "bucket": {"name": BUCKET, "arn": f"arn:aws:s3:::{BUCKET}"},
+                        "object": {"key": quote_plus(key, safe="/"), "size": 1},
+                    },
+                }
+            ]
+        }
+        records.append(
+            {
+                "messageId": (message_ids or [f"m{j}" for j in range(len(keys))])[i],
+                "receiptHandle": "r",
+                "body": json.dumps(body),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+                "awsRegion": "us-east-1",
+            }
+        )
+    return {"Records": records}
+
+
+def key_at(
+    day: datetime, prefix: str = "", account: str = ACCOUNT, hive: bool = False, minute: int = 5
+) -> str:
+    return object_key(account, REGION, day.replace(minute=minute), prefix=prefix, hive=hive)
+
+
+def multi_values(day: datetime, account: str = ACCOUNT) -> tuple[str, ...]:
+    return (account, REGION, f"{day:%Y}", f"{day:%m}", f"{day:%d}")
+
+
+# ---------------------------------------------------------------- 1. prune races the Lambda
+
+
+def test_prune_never_deletes_a_partition_the_lambda_creates_during_the_walk(env: None) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    for d in range(3):
+        put(key_at(DAY + timedelta(days=d)))
+    assert main(["backfill"]) == 0
+    today = DAY + timedelta(days=30)
+    fired: list[int] = []
+
+    def lambda_runs_mid_walk(**_: Any) -> None:
+        if not fired:  # the first listing call of the walk: a new day arrives and is partitioned
+            fired.append(1)
+            handlers.on_object_created(notify(put(key_at(today))))
+
+    s3().meta.events.register("after-call.s3.ListObjectsV2", lambda_runs_mid_walk)
+    assert main(["audit", "--fix", "--prune", "--yes"]) in (0, 3)
+    assert fired
+    assert multi_values(today) in partitions(glue())
+
+
+def test_prune_deletes_the_cache_entry_so_a_new_object_brings_the_partition_back(cached: None) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    key = put(key_at(DAY))
+    assert handlers.on_object_created(notify(key)) == {"batchItemFailures": []}
+    s3().delete_object(Bucket=BUCKET, Key=key)  # the folder empties (lifecycle rule, a mistake)
+    put(key_at(DAY + timedelta(days=1)))  # another folder keeps the walk from being empty
+    assert main(["audit", "--fix", "--prune", "--yes"]) == 0
+    assert multi_values(DAY) not in partitions(glue())
+    assert not [
+        i
+        for i in dynamodb().scan(TableName=CACHE)["Items"]
+        if "2024" in i["id"]["S"] and json.loads(i["id"]["S"])[-1] == "10"
+    ]
+    handlers.reset()  # a cold container: only the DynamoDB cache could say "present"
+    assert handlers.on_object_created(notify(put(key_at(DAY, minute=10)))) == {"batchItemFailures": []}
+    assert multi_values(DAY) in partitions(glue())
+
+
+def test_prune_lists_the_partitions_own_location_not_the_walks_idea_of_it(env: None) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    put(key_at(DAY))
+    # A partition the walk cannot see as a folder of its own (stored elsewhere) but whose
+    # Location holds flow logs: never "provably empty".
+    elsewhere = f"s3://{BUCKET}/archive/AWSLogs/{ACCOUNT}/vpcflowlogs/{REGION}/2023/01/01/"
+    put(
+        f"archive/AWSLogs/{ACCOUNT}/vpcflowlogs/{REGION}/2023/01/01/{ACCOUNT}_vpcflowlogs_{REGION}_fl-1_20230101T0005Z_a.log.gz"
+    )
+    glue().create_partition(
+        DatabaseName=DATABASE,
+        TableName=TABLE,
+        PartitionInput={
+            "Values": [ACCOUNT, REGION, "2023", "01", "01"],
+            "StorageDescriptor": {**TEXT_SD, "Location": elsewhere},
+        },
+    )
+    assert main(["audit", "--fix", "--prune", "--yes"]) in (0, 3)
+    assert (ACCOUNT, REGION, "2023", "01", "01") in partitions(glue())
+
+
+def test_prune_refuses_when_the_walk_finds_no_folder_but_the_table_has_partitions(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    key = put(key_at(DAY))
+    assert main(["backfill"]) == 0
+    s3().delete_object(Bucket=BUCKET, Key=key)
+    capsys.readouterr()
+    assert main(["audit", "--prune", "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert "refus" in err and "Traceback" not in err
+    assert multi_values(DAY) in partitions(glue())
+
+
+def test_prune_needs_yes_off_a_terminal_and_dry_run_lists_without_deleting(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    gone = put(key_at(DAY))
+    put(key_at(DAY + timedelta(days=1)))
+    assert main(["backfill"]) == 0
+    s3().delete_object(Bucket=BUCKET, Key=gone)
+    capsys.readouterr()
+    assert main(["audit", "--prune"]) == 2  # no terminal to confirm on, no --yes
+    assert "--yes" in capsys.readouterr().err
+    assert main(["audit", "--prune", "--dry-run", "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["would_prune"] == ["/".join(multi_values(DAY))]
+    assert multi_values(DAY) in partitions(glue())
+    assert main(["audit", "--prune", "--yes"]) == 0
+    assert multi_values(DAY) not in partitions(glue())
+
+
+# ---------------------------------------------------------------- 2. the walk sees everything
+
+
+@pytest.mark.parametrize(
+    ("location", "prefix"),
+    [
+        (f"s3://{BUCKET}/", "org/prod/network/vpc/"),  # deeper than the old search limit
+        (f"s3://{BUCKET}/", "a/b/c/d/e/f/g/"),
+        (f"s3://{BUCKET}/AWSLogs/", "AWSLogs/"),  # a copied AWSLogs/AWSLogs/... tree
+        (f"s3://{BUCKET}/", "/"),  # a "/" prefix gives a double slash
+    ],
+    ids=["depth-4", "depth-7", "awslogs-in-awslogs", "double-slash"],
+)
+def test_backfill_and_prune_see_every_folder_the_lambda_partitions(
+    env: None, location: str, prefix: str
+) -> None:
+    create_table(glue(), location, MULTI_KEYS)
+    keys = [put(key_at(DAY + timedelta(days=d), prefix=prefix)) for d in range(3)]
+    handlers.on_object_created(notify(keys[0]))
+    lambda_partitions = partitions(glue())
+    assert len(lambda_partitions) == 1
+    assert main(["backfill"]) == 0
+    got = partitions(glue())
+    assert len(got) == 3
+    assert got.items() >= lambda_partitions.items()  # the walk agrees with the Lambda
+    assert main(["audit", "--fix", "--prune", "--yes"]) == 0
+    assert partitions(glue()) == got
+
+
+# ---------------------------------------------------------------- 3. collisions are never acked
+
+
+def test_two_free_prefixes_that_map_to_one_partition_are_a_collision_not_acked(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/", MULTI_KEYS)
+    first = put(key_at(DAY, prefix="vpc-aaa/"))
+    second = put(key_at(DAY, prefix="vpc-bbb/"))
+    capsys.readouterr()
+    assert handlers.on_object_created(notify(first)) == {"batchItemFailures": []}
+    assert handlers.on_object_created(notify(second)) == {"batchItemFailures": []}  # warm container
+    handlers.reset()
+    assert handlers.on_object_created(notify(second)) == {"batchItemFailures": []}  # cold: Glue says exists
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics.get("ObjectsUnpartitionable") == 2
+    assert metrics.get("PartitionsCreated") == 1
+    assert partitions(glue()) == {
+        multi_values(DAY): f"s3://{BUCKET}/vpc-aaa/{key_at(DAY).rsplit('/', 1)[0]}/"
+    }
+
+
+@pytest.mark.parametrize("cache", [False, True], ids=["glue-lookup", "dynamodb-cache"])
+def test_plain_and_hive_folders_of_one_account_collide(
+    env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cache: bool
+) -> None:
+    if cache:
+        monkeypatch.setenv("CACHE_TABLE", CACHE)
+        create_cache()
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    plain = put(key_at(DAY))
+    hive = put(key_at(DAY, hive=True))
+    assert handlers.on_object_created(notify(plain)) == {"batchItemFailures": []}
+    handlers.reset()  # another container: it must learn the folder from the cache or from Glue
+    capsys.readouterr()
+    assert handlers.on_object_created(notify(hive)) == {"batchItemFailures": []}
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics["ObjectsUnpartitionable"] == 1 and "PartitionsCreated" not in metrics
+    assert list(partitions(glue()).values()) == [f"s3://{BUCKET}/{plain.rsplit('/', 1)[0]}/"]
+
+
+def test_a_colliding_pair_among_many_unknown_partitions_fails_nothing(
+    cached: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/", MULTI_KEYS)
+    keys = [put(key_at(DAY + timedelta(days=d), prefix="vpc-aaa/")) for d in range(4)]
+    keys.append(put(key_at(DAY, prefix="vpc-bbb/")))  # collides with the first
+    capsys.readouterr()
+    assert handlers.on_object_created(notify(*keys)) == {"batchItemFailures": []}
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics == {"PartitionsCreated": 4, "ObjectsUnpartitionable": 1}
+    assert all("/vpc-aaa/" in location for location in partitions(glue()).values())
+
+
+def test_audit_lists_collisions_and_folders_the_table_cannot_represent(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/", MULTI_KEYS)
+    put(key_at(DAY, prefix="vpc-aaa/"))
+    put(key_at(DAY, prefix="vpc-bbb/"))
+    assert main(["backfill"]) == 0
+    capsys.readouterr()
+    assert main(["audit", "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert [c["values"] for c in report["collisions"]] == ["/".join(multi_values(DAY))]
+    assert len(report["collisions"][0]["folders"]) == 2
+
+
+# ---------------------------------------------------------------- 4. table changes reach warm containers
+
+
+def test_a_warm_container_creates_partitions_with_the_tables_current_columns(env: None) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    assert handlers.on_object_created(notify(put(key_at(DAY)))) == {"batchItemFailures": []}
+    table = glue().get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]
+    columns = [*table["StorageDescriptor"]["Columns"], {"Name": "flow_direction", "Type": "string"}]
+    glue().update_table(
+        DatabaseName=DATABASE,
+        TableInput={
+            "Name": TABLE,
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": table["Parameters"],
+            "PartitionKeys": table["PartitionKeys"],
+            "StorageDescriptor": {**table["StorageDescriptor"], "Columns": columns},
+        },
+    )
+    later = DAY + timedelta(days=1)
+    assert handlers.on_object_created(notify(put(key_at(later)))) == {"batchItemFailures": []}
+    partition = glue().get_partition(
+        DatabaseName=DATABASE, TableName=TABLE, PartitionValues=list(multi_values(later))
+    )
+    assert partition["Partition"]["StorageDescriptor"]["Columns"] == columns
+
+
+def test_a_warm_container_follows_a_location_move(env: None) -> None:
+    create_table(glue(), f"s3://{BUCKET}/old/AWSLogs/", MULTI_KEYS)
+    assert handlers.on_object_created(notify(put(key_at(DAY, prefix="old/")))) == {"batchItemFailures": []}
+    table = glue().get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]
+    glue().update_table(
+        DatabaseName=DATABASE,
+        TableInput={
+            "Name": TABLE,
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": table["Parameters"],
+            "PartitionKeys": table["PartitionKeys"],
+            "StorageDescriptor": {**table["StorageDescriptor"], "Location": f"s3://{BUCKET}/new/AWSLogs/"},
+        },
+    )
+    later = DAY + timedelta(days=1)
+    assert handlers.on_object_created(notify(put(key_at(later, prefix="new/")))) == {"batchItemFailures": []}
+    assert partitions(glue())[multi_values(later)] == f"s3://{BUCKET}/new/{key_at(later).rsplit('/', 1)[0]}/"
+
+
+def test_table_refresh_seconds_bounds_how_long_a_warm_container_trusts_the_table(
+    env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    key = put(key_at(DAY))
+    handlers.on_object_created(notify(key))
+    counter = CallCounter(glue())
+    handlers.on_object_created(notify(key))
+    assert counter.calls == {}  # warm, known, read moments ago: no call
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 301)
+    handlers.on_object_created(notify(key))
+    # Past TABLE_REFRESH_SECONDS (300): one look at the table, and one at the partition the
+    # container knew (it may have been pruned meanwhile).
+    assert counter.calls == {"GetTable": 1, "BatchGetPartition": 1}
+
+
+# ---------------------------------------------------------------- 7. fail closed
+
+
+def test_an_error_entry_for_values_nobody_asked_for_fails_the_chunk(env: None) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    glue().meta.events.register(
+        "after-call.glue.BatchCreatePartition",
+        lambda parsed, **_: parsed.setdefault("Errors", []).append(
+            {
+                "PartitionValues": ["someone", "else"],
+                "ErrorDetail": {"ErrorCode": "InternalServiceException", "ErrorMessage": "x"},
+            }
+        ),
+    )
+    response = handlers.on_object_created(notify(put(key_at(DAY))))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+
+
+def test_a_container_knows_its_own_claim_after_a_lost_response(cached: None) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    ddb = dynamodb()
+    real_put = ddb.put_item
+    lost: list[int] = []
+
+    def put_then_lose_the_answer(**kwargs: Any) -> Any:
+        real_put(**kwargs)  # DynamoDB applied the claim ...
+        if not lost:
+            lost.append(1)
+            raise ReadTimeoutError(endpoint_url="https://dynamodb")  # ... but the answer never came
+        return {}
+
+    ddb.put_item = put_then_lose_the_answer  # type: ignore[method-assign]
+    counter = CallCounter(glue())
+    key = put(key_at(DAY))
+    assert handlers.on_object_created(notify(key)) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    started = time.monotonic()
+    assert handlers.on_object_created(notify(key)) == {"batchItemFailures": []}  # SQS redelivers
+    assert time.monotonic() - started < 0.5  # no wait for "another invocation": the claim is ours
+    assert counter.entries["BatchCreatePartition"] == 1
