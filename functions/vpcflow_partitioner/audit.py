@@ -331,7 +331,10 @@ def summary(findings: Findings, repairs: Repairs | None = None) -> dict[str, Any
     done = {*repairs.created, *repairs.relocated, *repairs.updated, *repairs.pruned}
     remaining = {
         "missing": sum(1 for v in findings.missing if v not in done),
-        "orphaned": sum(1 for p in findings.orphaned if p.values not in done),
+        # A restored partition is no orphan: a new object reached it while it was pruned.
+        "orphaned": sum(
+            1 for p in findings.orphaned if p.values not in done and p.values not in repairs.restored
+        ),
         "wrong_location": sum(1 for m in findings.wrong_location if m.values not in done),
         "descriptor_drift": sum(1 for d in findings.descriptor_drift if d.values not in done),
         "collisions": len(findings.collisions),

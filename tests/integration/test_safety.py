@@ -419,3 +419,228 @@ def test_a_container_knows_its_own_claim_after_a_lost_response(cached: None) -> 
     assert handlers.on_object_created(notify(key)) == {"batchItemFailures": []}  # SQS redelivers
     assert time.monotonic() - started < 0.5  # no wait for "another invocation": the claim is ours
     assert counter.entries["BatchCreatePartition"] == 1
+
+
+# ---------------------------------------------------------------- kills between claim, create and mark
+
+
+def test_a_kill_between_create_and_mark_ends_present_on_the_retry(cached: None) -> None:
+    """Glue created it, then the invocation died before marking: the claim expires, the retry
+    meets AlreadyExists, reads the folder back and marks it."""
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    key = put(key_at(DAY))
+    real_write = dynamodb().batch_write_item
+
+    def die(**_: Any) -> Any:
+        raise SystemExit("killed before the mark")
+
+    dynamodb().batch_write_item = die  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        handlers.on_object_created(notify(key))
+    dynamodb().batch_write_item = real_write  # type: ignore[method-assign]
+    assert multi_values(DAY) in partitions(glue())
+    handlers.reset()  # a new container; the dead one's claim lasts 180 s
+    later = time.time() + 181
+    counter = CallCounter(glue())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(time, "time", lambda: later)
+        assert handlers.on_object_created(notify(key)) == {"batchItemFailures": []}
+    assert counter.entries["BatchCreatePartition"] == 1 and counter.calls["BatchGetPartition"] == 1
+    items = dynamodb().scan(TableName=CACHE)["Items"]
+    assert [(i["status"]["S"], i["location"]["S"]) for i in items] == [
+        ("present", f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}/")
+    ]
+
+
+def test_a_kill_between_claim_and_create_fails_the_record_until_the_claim_expires(cached: None) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    key = put(key_at(DAY))
+    real_create = glue().batch_create_partition
+
+    def die(**_: Any) -> Any:
+        raise SystemExit("killed before the create")
+
+    glue().batch_create_partition = die  # type: ignore[method-assign]
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit):
+        # A killed process runs no clean-up: its claim is not released.
+        patch.setattr("vpcflow_partitioner.cache.PartitionCache.release", lambda self, ids: None)
+        handlers.on_object_created(notify(key))
+    glue().batch_create_partition = real_create  # type: ignore[method-assign]
+    handlers.reset()
+    # Another container: the claim is live, so the record fails (SQS redelivers), nothing acked.
+    assert handlers.on_object_created(notify(key)) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert partitions(glue()) == {}
+    later = time.time() + 181
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(time, "time", lambda: later)
+        assert handlers.on_object_created(notify(key)) == {"batchItemFailures": []}
+    assert multi_values(DAY) in partitions(glue())
+
+
+# ---------------------------------------------------------------- audit: every kind of drift
+
+
+def _update_table(**changes: Any) -> list[dict[str, str]]:
+    table = glue().get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]
+    descriptor = {**table["StorageDescriptor"], **changes}
+    glue().update_table(
+        DatabaseName=DATABASE,
+        TableInput={
+            "Name": TABLE,
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": table["Parameters"],
+            "PartitionKeys": table["PartitionKeys"],
+            "StorageDescriptor": descriptor,
+        },
+    )
+    return list(descriptor["Columns"])
+
+
+def test_audit_reports_and_fixes_storage_descriptor_drift(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    put(key_at(DAY))
+    put(key_at(DAY + timedelta(days=1)))
+    assert main(["backfill"]) == 0
+    columns = _update_table(
+        Columns=[*TEXT_SD["Columns"], {"Name": "flow_direction", "Type": "string"}]  # type: ignore[list-item]
+    )
+    capsys.readouterr()
+    assert main(["audit", "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert [d["fields"] for d in report["descriptor_drift"]] == [["columns"], ["columns"]]
+    assert main(["audit", "--fix", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["updated"]) == 2 and report["remaining"]["descriptor_drift"] == 0
+    for values in (multi_values(DAY), multi_values(DAY + timedelta(days=1))):
+        sd = glue().get_partition(DatabaseName=DATABASE, TableName=TABLE, PartitionValues=list(values))
+        assert sd["Partition"]["StorageDescriptor"]["Columns"] == columns
+        assert sd["Partition"]["StorageDescriptor"]["Location"].endswith(
+            f"/{values[2]}/{values[3]}/{values[4]}/"
+        )
+    assert main(["audit"]) == 0
+
+
+def _partition_at(values: tuple[str, ...], location: str) -> None:
+    glue().create_partition(
+        DatabaseName=DATABASE,
+        TableName=TABLE,
+        PartitionInput={"Values": list(values), "StorageDescriptor": {**TEXT_SD, "Location": location}},
+    )
+
+
+def test_audit_repoints_a_wrong_location_only_when_the_stored_folder_is_empty(
+    cached: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    key = put(key_at(DAY))
+    folder = f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}/"
+    _partition_at(multi_values(DAY), f"s3://{BUCKET}/typo/{key.rsplit('/', 1)[0]}/")  # holds nothing
+    capsys.readouterr()
+    assert main(["audit", "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["wrong_location"] == [
+        {
+            "values": "/".join(multi_values(DAY)),
+            "location": f"s3://{BUCKET}/typo/{key.rsplit('/', 1)[0]}/",
+            "folder": folder,
+        }
+    ]
+    assert main(["audit", "--fix"]) == 0
+    assert partitions(glue())[multi_values(DAY)] == folder
+    # The Lambda agrees with the repaired partition: the next object is no collision.
+    capsys.readouterr()
+    assert handlers.on_object_created(notify(put(key_at(DAY, minute=10)))) == {"batchItemFailures": []}
+    assert "ObjectsUnpartitionable" not in emitted_metrics(capsys.readouterr().out)
+
+
+def test_audit_calls_it_a_collision_when_the_stored_folder_still_holds_logs(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/new/AWSLogs/", MULTI_KEYS)  # a Location cut-over
+    put(key_at(DAY, prefix="new/"))
+    put(key_at(DAY, prefix="old/"))  # the day's first logs, where the partition points
+    stored = f"s3://{BUCKET}/old/{key_at(DAY).rsplit('/', 1)[0]}/"
+    _partition_at(multi_values(DAY), stored)
+    capsys.readouterr()
+    assert main(["audit", "--fix", "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["wrong_location"] == [] and report["relocated"] == []
+    assert [c["values"] for c in report["collisions"]] == ["/".join(multi_values(DAY))]
+    assert partitions(glue())[multi_values(DAY)] == stored  # untouched
+
+
+def test_audit_lists_daily_folders_under_an_hourly_table(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", [*MULTI_KEYS, ("hour", "string")])
+    put(key_at(DAY))
+    capsys.readouterr()
+    assert main(["audit", "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["unrepresentable"]) == 1 and "daily folder" in report["unrepresentable"][0]["reason"]
+
+
+def test_audit_reads_glue_in_parallel_segments(env: None) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    put(key_at(DAY))
+    segments: list[dict[str, int]] = []
+    glue().meta.events.register(
+        "before-parameter-build.glue.GetPartitions",
+        lambda params, **_: segments.append(params.get("Segment")),
+    )
+    assert main(["audit", "--fix"]) == 0
+    # "TotalSegments: Maximum value of 10" (Glue API); moto ignores Segment, AWS does not.
+    assert sorted(s["SegmentNumber"] for s in segments) == list(range(10))
+    assert {s["TotalSegments"] for s in segments} == {10}
+
+
+def test_prune_brings_back_a_partition_whose_folder_got_an_object_during_the_delete(
+    cached: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    gone = put(key_at(DAY))
+    put(key_at(DAY + timedelta(days=1)))
+    handlers.on_object_created(notify(gone, key_at(DAY + timedelta(days=1))))
+    s3().delete_object(Bucket=BUCKET, Key=gone)
+    arrived: list[str] = []
+
+    def object_arrives_and_the_warm_lambda_acks_it(**_: Any) -> None:
+        if not arrived:
+            arrived.append(put(key_at(DAY, minute=20)))
+            assert handlers.on_object_created(notify(arrived[0])) == {"batchItemFailures": []}
+
+    glue().meta.events.register(
+        "before-call.glue.BatchDeletePartition", object_arrives_and_the_warm_lambda_acks_it
+    )
+    capsys.readouterr()
+    assert main(["audit", "--prune", "--yes", "--json"]) == 0
+    out = capsys.readouterr().out  # the Lambda's metrics lines come first
+    report = json.loads(out[out.rindex("\n{\n") :])
+    assert report["restored"] == ["/".join(multi_values(DAY))] and report["pruned"] == []
+    assert multi_values(DAY) in partitions(glue())
+
+
+def test_table_refresh_seconds_zero_reads_the_table_every_invocation(
+    env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TABLE_REFRESH_SECONDS", "0")
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    key = put(key_at(DAY))
+    handlers.on_object_created(notify(key))
+    counter = CallCounter(glue())
+    for _ in range(3):
+        handlers.on_object_created(notify(key))
+    assert counter.calls == {"GetTable": 3, "BatchGetPartition": 3}
+
+
+def test_a_key_nested_inside_another_account_folder_is_unpartitionable(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/", MULTI_KEYS)
+    nested = put(key_at(DAY, prefix=f"AWSLogs/{ACCOUNT}/backup/"))
+    capsys.readouterr()
+    assert handlers.on_object_created(notify(nested)) == {"batchItemFailures": []}
+    assert emitted_metrics(capsys.readouterr().out) == {"ObjectsUnpartitionable": 1}
+    assert main(["backfill"]) == 0 and partitions(glue()) == {}  # and the walk agrees

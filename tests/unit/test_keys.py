@@ -121,3 +121,34 @@ def test_transit_gateway_hive_keys_spell_the_service_without_aws() -> None:
     )
     obj = parse_key(key)
     assert obj is not None and obj.hive and obj.account == "123456789012" and obj.day == "01"
+
+
+def test_folder_states_follow_the_key_grammar() -> None:
+    from vpcflow_partitioner.keys import folder_state
+
+    plain = folder_state("logs/AWSLogs/123456789012/vpcflowlogs/us-east-1/2024/02/")
+    assert plain is not None and (plain.level, plain.free, plain.hive, plain.date) == (
+        "month",
+        False,
+        False,
+        (2024, 2),
+    )
+    copied = folder_state("AWSLogs/AWSLogs/")  # a copy: still a free prefix, and a root again
+    assert copied is not None and (copied.level, copied.free) == ("root", True)
+    hive = folder_state("AWSLogs/aws-account-id=123456789012/service=vpcflowlogs/aws-region=eusc-de-east-1/")
+    assert hive is not None and (hive.level, hive.hive) == ("region", True)
+    # Mixed styles and other services' trees hold no flow logs; inside an account folder the
+    # path is never a free prefix again.
+    assert folder_state("AWSLogs/aws-account-id=123456789012/vpcflowlogs/") is None
+    assert folder_state("AWSLogs/123456789012/CloudTrail/") is None
+    assert folder_state("AWSLogs/123456789012/vpcflowlogs/us-east-1/2024/01/01/09/x/") is None
+    assert folder_state("") is not None and folder_state("anything/at/all/") is not None
+
+
+def test_a_key_nested_in_another_account_folder_is_marked() -> None:
+    nested = parse_key(
+        f"AWSLogs/123456789012/backup/AWSLogs/123456789012/vpcflowlogs/us-east-1/2022/08/29/{FILE}"
+    )
+    assert nested is not None and nested.nested
+    copied = parse_key(f"AWSLogs/AWSLogs/123456789012/vpcflowlogs/us-east-1/2022/08/29/{FILE}")
+    assert copied is not None and not copied.nested
