@@ -39,9 +39,6 @@ _WRITE_CHUNK = 25
 _UNPROCESSED_TRIES = 5
 # Above this many unknown partitions one BatchGetItem is cheaper than a claim each.
 _READ_FIRST_ABOVE = 3
-# Items written before `location` was recorded have ids without this tag and are never
-# read: each partition is claimed once more, and Glue's answer records its folder.
-_ID_VERSION = "v2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +46,7 @@ class Entry:
     """What the cache says of one partition: its state and, once present, its folder."""
 
     state: str
-    location: str = ""
+    location: str = ""  # "" for an entry written before folders were recorded
 
 
 class SeenSet:
@@ -91,7 +88,7 @@ def item_id(scheme: Scheme, spec: PartitionSpec) -> str:
     """The cache key: JSON, so values holding any character stay unambiguous."""
     table = scheme.table
     return json.dumps(
-        [_ID_VERSION, table.catalog_id, table.database, table.name, scheme.create_time, *spec.values],
+        [table.catalog_id, table.database, table.name, scheme.create_time, *spec.values],
         separators=(",", ":"),
     )
 

@@ -341,6 +341,7 @@ class Partitioner:
 
         busy: list[PartitionSpec] = []
         to_create: list[PartitionSpec] = []
+        unverified: list[PartitionSpec] = []  # present in the cache, folder not recorded: ask Glue
         if self.cache is not None and use_cache and not dry_run:
             ids = {s: item_id(scheme, s) for s in unknown}
             recheck = any(self.seen.expired(seen_key[s], now) for s in unknown)
@@ -350,9 +351,11 @@ class Partitioner:
                 return resolved | {s: _Resolved(str(exc)) for s in unknown}
             for spec in unknown:
                 entry = states[ids[spec]]
-                if entry.state == PRESENT:
+                if entry.state == PRESENT and entry.location:
                     counts["CacheHits"] += 1
-                    remember(spec, CACHED, entry.location or spec.location)
+                    remember(spec, CACHED, entry.location)
+                elif entry.state == PRESENT:
+                    unverified.append(spec)
                 elif entry.state == CLAIMED:
                     to_create.append(spec)
                 elif entry.state == BUSY:
@@ -364,16 +367,27 @@ class Partitioner:
                 [ids[s] for s in unknown if s in resolved and resolved[s].outcome not in _DONE]
             )
         else:
-            try:
-                have = self.catalog.existing(unknown)
-            except TransientError as exc:
-                return resolved | {s: _Resolved(str(exc)) for s in unknown}
-            for spec in unknown:
+            unverified = unknown
+        have: dict[tuple[str, ...], str] = {}
+        try:
+            have = self.catalog.existing(unverified) if unverified else {}
+        except TransientError as exc:
+            resolved.update({s: _Resolved(str(exc)) for s in unverified})
+            unverified = []
+        if unverified:
+            for spec in unverified:
                 if spec.values in have:
                     counts["PartitionsAlreadyPresent"] += 1
                     remember(spec, EXISTS, have[spec.values])
                 else:
                     to_create.append(spec)
+            if self.cache is not None and use_cache and not dry_run:
+                # Record the folder of entries written before folders were recorded.
+                found = {item_id(scheme, s): have[s.values] for s in unverified if s.values in have}
+                try:
+                    self.cache.mark_present(found, now)
+                except Exception as exc:  # only a later lookup's cost
+                    logger.warning("cache not marked", table=str(scheme.table), error=str(exc))
 
         if dry_run:
             resolved.update({s: _Resolved(WOULD_CREATE, s.location) for s in to_create})

@@ -644,3 +644,27 @@ def test_a_key_nested_inside_another_account_folder_is_unpartitionable(
     assert handlers.on_object_created(notify(nested)) == {"batchItemFailures": []}
     assert emitted_metrics(capsys.readouterr().out) == {"ObjectsUnpartitionable": 1}
     assert main(["backfill"]) == 0 and partitions(glue()) == {}  # and the walk agrees
+
+
+def test_a_cache_entry_from_before_folders_were_recorded_is_checked_against_glue(
+    cached: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Entries written by the previous version carry no `location`: Glue says where, once."""
+    from vpcflow_partitioner.cache import item_id
+    from vpcflow_partitioner.scheme import PartitionSpec, Scheme
+
+    create_table(glue(), f"s3://{BUCKET}/", MULTI_KEYS)
+    first = put(key_at(DAY, prefix="vpc-aaa/"))
+    assert handlers.on_object_created(notify(first)) == {"batchItemFailures": []}
+    scheme = Scheme.from_table(glue().get_table(DatabaseName=DATABASE, Name=TABLE)["Table"])
+    id_ = item_id(scheme, PartitionSpec(multi_values(DAY), ""))
+    legacy = {"id": {"S": id_}, "status": {"S": "present"}, "expiration": {"N": str(int(time.time()) + 3600)}}
+    dynamodb().put_item(TableName=CACHE, Item=legacy)
+    handlers.reset()
+    capsys.readouterr()
+    assert handlers.on_object_created(notify(put(key_at(DAY, prefix="vpc-bbb/")))) == {
+        "batchItemFailures": []
+    }
+    assert emitted_metrics(capsys.readouterr().out).get("ObjectsUnpartitionable") == 1
+    item = dynamodb().get_item(TableName=CACHE, Key={"id": {"S": id_}})["Item"]
+    assert item["location"]["S"] == f"s3://{BUCKET}/vpc-aaa/{key_at(DAY).rsplit('/', 1)[0]}/"

@@ -44,7 +44,7 @@ def test_item_id_names_table_create_time_and_values_unambiguously() -> None:
     scheme = Scheme.from_table(table, catalog_id="123456789012")
     spec = PartitionSpec(("111122223333", "us-east-1", "2022/08/29"), "s3://b/x/")
     assert json.loads(item_id(scheme, spec)) == [
-        "v2", "123456789012", "d", "t", "2024-01-01T00:00:00+00:00", "111122223333", "us-east-1", "2022/08/29"
+        "123456789012", "d", "t", "2024-01-01T00:00:00+00:00", "111122223333", "us-east-1", "2022/08/29"
     ]  # fmt: skip
     recreated = Scheme.from_table(
         table | {"CreateTime": "2024-02-01T00:00:00+00:00"}, catalog_id="123456789012"
