@@ -668,3 +668,23 @@ def test_a_cache_entry_from_before_folders_were_recorded_is_checked_against_glue
     assert emitted_metrics(capsys.readouterr().out).get("ObjectsUnpartitionable") == 1
     item = dynamodb().get_item(TableName=CACHE, Key={"id": {"S": id_}})["Item"]
     assert item["location"]["S"] == f"s3://{BUCKET}/vpc-aaa/{key_at(DAY).rsplit('/', 1)[0]}/"
+
+
+@pytest.mark.parametrize(("answer", "code"), [("y", 0), ("n", 2), ("", 2)])
+def test_prune_asks_on_a_terminal(
+    env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], answer: str, code: int
+) -> None:
+    from rich.console import Console
+
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    gone = put(key_at(DAY))
+    put(key_at(DAY + timedelta(days=1)))
+    assert main(["backfill"]) == 0
+    s3().delete_object(Bucket=BUCKET, Key=gone)
+    asked: list[str] = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
+    monkeypatch.setattr(Console, "input", lambda self, prompt="", **_: asked.append(prompt) or answer)
+    assert main(["audit", "--prune"]) == code
+    assert asked == ["delete them? [y/N] "]
+    assert (multi_values(DAY) in partitions(glue())) is (code != 0)
