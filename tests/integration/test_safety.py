@@ -684,7 +684,12 @@ def test_prune_asks_on_a_terminal(
     asked: list[str] = []
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
-    monkeypatch.setattr(Console, "input", lambda self, prompt="", **_: asked.append(prompt) or answer)
+
+    def reply(self: Console, prompt: str = "", **_: Any) -> str:
+        asked.append(prompt)
+        return answer
+
+    monkeypatch.setattr(Console, "input", reply)
     assert main(["audit", "--prune"]) == code
     assert asked == ["delete them? [y/N] "]
     assert (multi_values(DAY) in partitions(glue())) is (code != 0)
