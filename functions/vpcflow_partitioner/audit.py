@@ -29,7 +29,15 @@ from .envelopes import Message, ObjectRef
 from .errors import classify
 from .keys import parse_key
 from .pipeline import Partitioner
-from .scheme import ConfigurationError, PartitionSpec, Scheme, descriptor_drift, same_folder, split_location
+from .scheme import (
+    ConfigurationError,
+    PartitionSpec,
+    Scheme,
+    descriptor_drift,
+    descriptor_fingerprint,
+    same_folder,
+    split_location,
+)
 from .sources import DateRange, FolderWalk
 
 logger = Logger(service=SERVICE, child=True)
@@ -55,6 +63,7 @@ class Relocation:
     values: Values
     location: str  # stored in Glue, and holding no flow-log object
     folder: str  # where the walk found the partition's objects
+    parameters: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +71,13 @@ class DescriptorDrift:
     values: Values
     location: str
     fields: tuple[str, ...]
+    parameters: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
-class Kept:
-    """A partition the walk did not find as a folder, kept because it cannot be proven empty."""
+class Unreachable:
+    """A partition the walk did not find as a folder, whose Location holds flow logs (outside
+    the table's Location, after a move?) or cannot be listed: never pruned, always reported."""
 
     values: Values
     location: str
@@ -91,7 +102,7 @@ class Findings:
     descriptor_drift: list[DescriptorDrift] = field(default_factory=list)
     collisions: list[Collision] = field(default_factory=list)
     unrepresentable: list[Unrepresentable] = field(default_factory=list)
-    kept: list[Kept] = field(default_factory=list)
+    unreachable: list[Unreachable] = field(default_factory=list)
     list_calls: int = 0
 
     def counts(self) -> dict[str, int]:
@@ -103,6 +114,7 @@ class Findings:
             "descriptor_drift": len(self.descriptor_drift),
             "collisions": len(self.collisions),
             "unrepresentable": len(self.unrepresentable),
+            "unreachable": len(self.unreachable),
         }
 
 
@@ -152,6 +164,7 @@ class Audit:
                 elif planned.outcome == "unpartitionable":
                     findings.unrepresentable.append(Unrepresentable(message.id, planned.reason))
         findings.folders = sum(len(folders) for folders in found.values())
+        table_fingerprint = descriptor_fingerprint(scheme.storage_descriptor)
         for values, folders in sorted(found.items()):
             stored = before.get(values)
             if len(folders) > 1:
@@ -164,13 +177,17 @@ class Audit:
             elif not same_folder(stored.location, next(iter(folders))):
                 folder = next(iter(folders))
                 if self._holds_flow_logs(stored.location) is False:
-                    findings.wrong_location.append(Relocation(values, stored.location, folder))
+                    findings.wrong_location.append(
+                        Relocation(values, stored.location, folder, stored.parameters)
+                    )
                 else:  # both the stored Location and the walked folder hold (or may hold) data
                     findings.collisions.append(Collision(values, (folder,), stored.location))
             else:
-                drift = descriptor_drift(scheme.storage_descriptor, stored.descriptor)
+                drift = descriptor_drift(table_fingerprint, stored.fingerprint)
                 if drift:
-                    findings.descriptor_drift.append(DescriptorDrift(values, stored.location, tuple(drift)))
+                    findings.descriptor_drift.append(
+                        DescriptorDrift(values, stored.location, tuple(drift), stored.parameters)
+                    )
         self._recheck_missing(findings)
         for values, partition in sorted(before.items()):
             if values in found:
@@ -179,8 +196,10 @@ class Audit:
             if holds is False:
                 findings.orphaned.append(partition)
             else:
-                reason = "its Location holds flow logs the walk did not reach" if holds else str(holds)
-                findings.kept.append(Kept(values, partition.location, reason))
+                reason = (
+                    "its Location holds flow logs the walk did not reach" if holds is True else str(holds)
+                )
+                findings.unreachable.append(Unreachable(values, partition.location, reason))
         findings.list_calls = walk.list_calls + self.list_calls
         return findings
 
@@ -206,12 +225,12 @@ class Audit:
         for move in findings.wrong_location:
             # Checked again: the stored folder may have received objects since the walk.
             if self._holds_flow_logs(move.location) is False:
-                inputs.append(self.scheme.partition_input(PartitionSpec(move.values, move.folder)))
+                inputs.append(self._input(move.values, move.folder, move.parameters))
                 relocated.append(move.values)
             else:
                 repairs.failed[move.values] = f"{move.location} now holds flow logs: a collision"
         for drift in findings.descriptor_drift:
-            inputs.append(self.scheme.partition_input(PartitionSpec(drift.values, drift.location)))
+            inputs.append(self._input(drift.values, drift.location, drift.parameters))
         if inputs:
             failed = self.partitioner.catalog.update(inputs)
             repairs.failed.update(failed)
@@ -220,6 +239,12 @@ class Audit:
             # The cache remembers each partition's folder: a moved partition is forgotten there,
             # so the next object of its new folder is checked against Glue, not the old folder.
             self._forget([v for v in relocated if v not in failed])
+
+    def _input(
+        self, values: Values, location: str, parameters: tuple[tuple[str, str], ...]
+    ) -> dict[str, Any]:
+        # BatchUpdatePartition replaces the whole partition: keep its own Parameters.
+        return self.scheme.partition_input(PartitionSpec(values, location)) | {"Parameters": dict(parameters)}
 
     def prune(self, findings: Findings, now: float, repairs: Repairs) -> None:
         """Delete the orphans (proven empty) and their cache entries; bring back any that a new
@@ -242,17 +267,25 @@ class Audit:
             try:
                 key = self._first_flow_log(partition.location)
             except _CannotList as exc:
-                repairs.failed[partition.values] = f"pruned, but not checked again: {exc}"
-                key = None
-            if key is not None:
-                # An object arrived between the check and the delete: the Lambda may have acked
-                # it on the word of the partition just deleted. Put the partition back.
-                bucket, _ = split_location(partition.location)
-                message = Message(partition.location, (ObjectRef(bucket, key),))
-                self.partitioner.run([message], now=now, use_cache=False)
+                repairs.failed[partition.values] = f"deleted, but its Location was not listed again: {exc}"
+                continue
+            if key is None:
+                repairs.pruned.append(partition.values)
+                continue
+            # An object arrived between the check and the delete: the Lambda may have acked
+            # it on the word of the partition just deleted. Put the partition back.
+            bucket, _ = split_location(partition.location)
+            report = self.partitioner.run(
+                [Message(partition.location, (ObjectRef(bucket, key),))], now=now, use_cache=False
+            )
+            outcomes = set(report.outcomes.values())
+            if outcomes and outcomes <= {CREATED, EXISTS}:
                 repairs.restored.append(partition.values)
             else:
-                repairs.pruned.append(partition.values)
+                repairs.failed[partition.values] = (
+                    f"deleted, then {key} arrived and the partition could not be put back "
+                    f"({'; '.join(r.detail for r in report.results)}): run backfill"
+                )
 
     def refuse_if_blind(self, findings: Findings) -> None:
         """Raise PruneRefused when the walk saw nothing of a table that has partitions."""
@@ -339,6 +372,7 @@ def summary(findings: Findings, repairs: Repairs | None = None) -> dict[str, Any
         "descriptor_drift": sum(1 for d in findings.descriptor_drift if d.values not in done),
         "collisions": len(findings.collisions),
         "unrepresentable": len(findings.unrepresentable),
+        "unreachable": len(findings.unreachable),
     }
     return {
         "folders": findings.folders,
@@ -358,8 +392,9 @@ def summary(findings: Findings, repairs: Repairs | None = None) -> dict[str, Any
             for c in findings.collisions
         ],
         "unrepresentable": [{"folder": u.folder, "reason": u.reason} for u in findings.unrepresentable],
-        "kept": [
-            {"values": joined(k.values), "location": k.location, "reason": k.reason} for k in findings.kept
+        "unreachable": [
+            {"values": joined(k.values), "location": k.location, "reason": k.reason}
+            for k in findings.unreachable
         ],
         "created": [joined(v) for v in repairs.created],
         "relocated": [joined(v) for v in repairs.relocated],

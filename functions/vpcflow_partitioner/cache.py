@@ -49,12 +49,16 @@ class Entry:
     location: str = ""  # "" for an entry written before folders were recorded
 
 
+# How long a container trusts that a partition it saw is present before asking the cache
+# (or Glue) again, so that one `audit --prune` deleted is not assumed present forever.
+SEEN_SECONDS = 300
+
+
 class SeenSet:
     """Partitions this container knows are present, with their folder; bounded (LRU) and
-    trusted for `ttl_seconds` only, so a partition deleted behind the container's back
-    (prune, an operator) is looked up again instead of being assumed forever."""
+    trusted for `ttl_seconds` only."""
 
-    def __init__(self, limit: int = 4096, ttl_seconds: float = 300) -> None:
+    def __init__(self, limit: int = 4096, ttl_seconds: float = SEEN_SECONDS) -> None:
         self._items: OrderedDict[Hashable, tuple[str, float]] = OrderedDict()
         self._limit = limit
         self.ttl_seconds = ttl_seconds

@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .config import SERVICE
 from .errors import TransientError, classify, error_code
-from .scheme import PartitionSpec, Scheme, TableRef
+from .scheme import PartitionSpec, Scheme, TableRef, descriptor_fingerprint
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -39,11 +39,13 @@ UNMATCHED = "UnmatchedError: Glue reported an error for values this call did not
 
 @dataclass(frozen=True, slots=True)
 class Partition:
-    """One partition as Glue has it."""
+    """One partition as Glue has it (its descriptor kept as a fingerprint: a table's worth of
+    full descriptors would not fit in memory)."""
 
     values: tuple[str, ...]
     location: str
-    descriptor: dict[str, Any]
+    fingerprint: tuple[Any, ...] = ()
+    parameters: tuple[tuple[str, str], ...] = ()  # the partition's own Parameters, kept on update
 
 
 class Catalog:
@@ -106,10 +108,16 @@ class Catalog:
                         detail=(error.get("ErrorDetail") or {}).get("ErrorMessage"),
                     )
             if unmatched:
-                # An error we cannot place could be any partition's: fail closed, so that no
-                # record is acked for a partition that may not exist (a retry finds out).
+                # An error we cannot place could be any partition's: fail closed. Those Glue
+                # shows are answered as already there (their folder is read back by the caller);
+                # the rest fail for a retry, so no record is acked for a partition that is absent.
                 logger.warning("unmatched create errors", table=str(self.table), errors=unmatched)
-                outcomes.update({spec: UNMATCHED for spec in chunk if outcomes[spec] == CREATED})
+                unsure = [spec for spec in chunk if outcomes[spec] == CREATED]
+                try:
+                    there = self.existing(unsure)
+                except TransientError:
+                    there = {}
+                outcomes.update({spec: EXISTS if spec.values in there else UNMATCHED for spec in unsure})
         return outcomes
 
     def existing(self, specs: Sequence[PartitionSpec]) -> dict[tuple[str, ...], str]:
@@ -137,16 +145,21 @@ class Catalog:
                 )
         return found
 
-    def partitions(self, expression: str = "", segments: int = 1) -> Iterator[Partition]:
+    def partitions(
+        self, expression: str = "", segments: int = 1, columns: bool = True
+    ) -> Iterator[Partition]:
         """Every partition (GetPartitions, paged, optionally filtered), read in `segments`
-        parallel scans of disjoint parts of the table (at most 10)."""
+        parallel scans of disjoint parts of the table (at most 10); `columns=False` leaves the
+        column schema out of the answers (ExcludeColumnSchema) when only Locations matter."""
         segments = max(1, min(segments, MAX_SEGMENTS))
         if segments == 1:
-            yield from self._scan(expression, None)
+            yield from self._scan(expression, None, columns)
             return
         with ThreadPoolExecutor(segments, thread_name_prefix="segment") as pool:
             scans = pool.map(
-                lambda n: list(self._scan(expression, {"SegmentNumber": n, "TotalSegments": segments})),
+                lambda n: list(
+                    self._scan(expression, {"SegmentNumber": n, "TotalSegments": segments}, columns)
+                ),
                 range(segments),
             )
             seen: set[tuple[str, ...]] = set()
@@ -156,20 +169,23 @@ class Catalog:
                         seen.add(partition.values)
                         yield partition
 
-    def _scan(self, expression: str, segment: dict[str, int] | None) -> Iterator[Partition]:
+    def _scan(self, expression: str, segment: dict[str, int] | None, columns: bool) -> Iterator[Partition]:
         paginator = self._glue.get_paginator("get_partitions")
         kwargs: dict[str, Any] = {"TableName": self.table.name, **self._ids()}
         if expression:
             kwargs["Expression"] = expression
         if segment:
             kwargs["Segment"] = segment
+        if not columns:
+            kwargs["ExcludeColumnSchema"] = True
         try:
             for page in paginator.paginate(**kwargs):
                 for partition in page.get("Partitions") or []:
                     yield Partition(
                         tuple(partition["Values"]),
                         _location(partition),
-                        dict(partition.get("StorageDescriptor") or {}),
+                        descriptor_fingerprint(partition.get("StorageDescriptor") or {}) if columns else (),
+                        tuple(sorted((partition.get("Parameters") or {}).items())),
                     )
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, f"Glue GetPartitions {self.table}") from exc
@@ -204,7 +220,10 @@ class Catalog:
                     TableName=self.table.name, PartitionsToDelete=chunk, **self._ids()
                 )
             except (ClientError, BotoCoreError) as exc:
-                raise classify(exc, f"Glue BatchDeletePartition {self.table}") from exc
+                # Answer per chunk: the caller must still clean up after the chunks that went.
+                error = str(classify(exc, f"Glue BatchDeletePartition {self.table}"))
+                failed.update({tuple(item["Values"]): error for item in chunk})
+                continue
             for error in response.get("Errors") or []:
                 failed[tuple(error.get("PartitionValues") or ())] = (error.get("ErrorDetail") or {}).get(
                     "ErrorCode", "UnknownError"
@@ -275,10 +294,16 @@ class TableWriter:
         """
         catalog = Catalog(self._glue, self.table)
         inputs = []
-        for partition in catalog.partitions(segments=MAX_SEGMENTS):
+        for partition in catalog.partitions(segments=MAX_SEGMENTS, columns=False):
             sd = copy.deepcopy(descriptor)
             sd["Location"] = partition.location
-            inputs.append({"Values": list(partition.values), "StorageDescriptor": sd})
+            inputs.append(
+                {
+                    "Values": list(partition.values),
+                    "StorageDescriptor": sd,
+                    "Parameters": dict(partition.parameters),
+                }
+            )
         failed = catalog.update(inputs)
         if failed:
             raise TransientError(

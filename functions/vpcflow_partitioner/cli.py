@@ -465,8 +465,10 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
             out.print(f"[yellow]kept[/] {escape(line)}")
         if args.save_unreadable and drained.unreadable:
             out.print(f"{drained.unreadable} unreadable messages appended to {args.save_unreadable}")
-    # Anything kept means the queue still needs attention.
-    return RUNTIME_ERROR if code == OK and drained.kept else code
+    # Anything kept means the queue still needs attention: a retry (1) or an operator (3).
+    if code == OK and drained.failed:
+        return RUNTIME_ERROR
+    return DRIFT if code == OK and drained.unresolved else code
 
 
 def _walk(
@@ -517,14 +519,16 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.prune and findings.orphaned:
         audit.refuse_if_blind(findings)
         if destructive and not args.yes and not _confirm(findings, err):
-            raise UsageError("nothing pruned")
-        if destructive:
+            err.print("nothing pruned")
+        elif destructive:
             audit.prune(findings, time.time(), repairs)
     report = audit_summary(findings, repairs)
     if args.prune and args.dry_run:
         report["would_prune"] = report["orphaned"]
     if args.fix and args.dry_run:
         report["would_create"] = report["missing"]
+        report["would_repoint"] = [m["values"] for m in report["wrong_location"]]
+        report["would_rewrite"] = [d["values"] for d in report["descriptor_drift"]]
     if args.json:
         out.print(json.dumps(report, indent=2), markup=False)
     else:
@@ -602,8 +606,12 @@ def _print_audit(
         table.add_row(
             item.folder, f"the table cannot represent it: {item.reason}", "[red]needs an operator[/]"
         )
-    for kept in findings.kept:
-        table.add_row("/".join(kept.values), f"not found by the walk; {kept.reason}", "kept")
+    for far in findings.unreachable:
+        table.add_row(
+            "/".join(far.values),
+            f"not found by the walk; {far.reason}",
+            "[yellow]kept; needs an operator[/]",
+        )
     if table.row_count:
         out.print(table)
     found = (

@@ -25,8 +25,7 @@ class Settings:
     cache_ttl_days: int = 35
     source_buckets: frozenset[str] = frozenset()
     reconcile_days: int = 2
-    # How long a container trusts what it read from the catalog (the table, and that a
-    # partition exists) before asking again; 0: every invocation.
+    # How long a container trusts the table it read before reading it again; 0: every invocation.
     table_refresh_seconds: int = 300
     # boto3 reads these itself; they are kept here so that a changed endpoint or region
     # gets its own clients and its own warm state.

@@ -89,9 +89,10 @@ def _on_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = Settings.from_env()
     partitioner = _partitioner(settings)
     now = time.time()
-    messages = sweep_messages(
+    scheme = partitioner.scheme(now)
+    messages, truncated = sweep_messages(
         aws.client("s3", settings.endpoint_url, settings.region),
-        partitioner.scheme(),
+        scheme,
         days=settings.reconcile_days,
         now=now,
     )
@@ -100,6 +101,13 @@ def _on_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     _publish(report)
     if report.failed:
         raise TransientError("; ".join(r.detail for r in report.failed))
+    if truncated:
+        # Loud, every run: a sweep that never finishes must not look like a healthy one.
+        raise ConfigurationError(
+            f"the sweep stopped at its list-call budget before seeing every folder under "
+            f"{scheme.location}: set the table Location to the AWSLogs/ folder, or run "
+            "`vpcflow-partitioner backfill`"
+        )
     return _summary(report)
 
 

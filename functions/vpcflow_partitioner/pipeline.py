@@ -31,6 +31,7 @@ CACHED = "cached"  # the DynamoDB cache says present
 WOULD_CREATE = "would create"  # dry run
 _DONE = {CREATED, EXISTS, KNOWN, CACHED, WOULD_CREATE}
 _COLLISION = "collision with "  # + the folder the partition has: acked, never "present"
+_FAILED = "failed"  # a Skip that could not be confirmed against a fresh table: retry the record
 
 # A negative decision (outside the Location, unpartitionable) is final for the object, so
 # it is taken against a table read during this invocation, once per kind of folder.
@@ -128,27 +129,33 @@ class Partitioner:
             if settings.cache_table and dynamodb is not None
             else None
         )
-        self.seen = seen if seen is not None else SeenSet(ttl_seconds=settings.table_refresh_seconds)
+        self.seen = seen if seen is not None else SeenSet()
         self._sleep = sleep
         self._scheme: Scheme | None = None
         self._read_at = 0.0
         self._rechecked: set[tuple[str, str]] = set()  # folders whose negative decision was re-checked
 
     def scheme(self, now: float | None = None) -> Scheme:
-        """The table's scheme: read with GetTable, again once TABLE_REFRESH_SECONDS have passed
-        (a failure is raised every time, never remembered)."""
-        if self._scheme is None or (
-            now is not None and now - self._read_at >= self.settings.table_refresh_seconds
-        ):
-            self._read(time.time() if now is None else now)
-        assert self._scheme is not None
+        """The table's scheme: read with GetTable, again once TABLE_REFRESH_SECONDS have passed.
+
+        A first read that fails raises (nothing can be planned without the table); a
+        periodic re-read that fails transiently keeps the scheme in hand: creates read the
+        table again anyway, and a negative decision needs a fresh one.
+        """
+        if self._scheme is None:
+            return self._read(time.time() if now is None else now)
+        if now is not None and now - self._read_at >= self.settings.table_refresh_seconds:
+            try:
+                return self._read(now)
+            except TransientError as exc:
+                logger.warning("table not read again; using the one in hand", error=str(exc))
         return self._scheme
 
     def _read(self, now: float) -> Scheme:
         scheme = Scheme.from_table(self.catalog.get_table(), self.settings.catalog_id)
         old, self._scheme, self._read_at = self._scheme, scheme, now
-        self._rechecked.clear()
         if old is None or (old.version, old.create_time) != (scheme.version, scheme.create_time):
+            self._rechecked.clear()
             logger.info(
                 "table read",
                 table=str(scheme.table),
@@ -158,8 +165,8 @@ class Partitioner:
             )
         return scheme
 
-    def _fresh(self, scheme: Scheme, now: float) -> Scheme:
-        """The table as it is now, read again unless it was read during this run."""
+    def _fresh(self, now: float) -> Scheme:
+        """The table as it is now: read again unless it was read during this run."""
         if self._read_at >= now and self._scheme is not None:
             return self._scheme
         return self._read(now)
@@ -176,14 +183,21 @@ class Partitioner:
         messages = list(messages)
         scheme = self.scheme(now)
         plans = self._plan(scheme, messages)
-        negative = self._negative_folders(plans) - self._rechecked
-        if negative and self._read_at < now:
-            # About to ignore or skip objects on the word of a table read earlier: look again.
-            scheme = self._read(now)
-            plans = self._plan(scheme, messages)
+        negative = self._negative_folders(plans)
+        if negative - self._rechecked and self._read_at < now:
+            # About to turn objects away on the word of a table read earlier: look again,
+            # once per folder and table version (a shared bucket must not cost a GetTable
+            # per invocation).
+            try:
+                scheme = self._read(now)
+                plans = self._plan(scheme, messages)
+                negative = self._negative_folders(plans)
+            except TransientError as exc:
+                plans = _fail_negatives(plans, str(exc))
+                negative = set()
         self._rechecked |= negative
         if len(self._rechecked) > _RECHECK_MEMORY:
-            self._rechecked.clear()
+            self._rechecked = set(negative)
         report = Report()
         try:
             report.outcomes = self.ensure(
@@ -220,9 +234,7 @@ class Partitioner:
         folders = set()
         for planned in plans:
             for ref, plan in planned:
-                if isinstance(plan, Skip) and (
-                    plan.outcome == "unpartitionable" or plan.reason.startswith("outside")
-                ):
+                if isinstance(plan, Skip) and plan.by_table:
                     obj = parse_key(ref.key)
                     if obj is not None:
                         folders.add((ref.bucket, obj.folder("region")))
@@ -246,6 +258,7 @@ class Partitioner:
                 ignored[f"notification {reason}"] += 1
                 notes.append(f"ignored: {reason}")
             specs: set[PartitionSpec] = set()
+            failed: list[str] = []
             for ref, plan in planned:
                 reason = ""
                 if isinstance(plan, PartitionSpec):
@@ -254,6 +267,9 @@ class Partitioner:
                         specs.add(plan)
                         continue
                     reason = f"{outcome}: another folder maps to the same partition values"
+                elif plan.outcome == _FAILED:
+                    failed.append(f"{ref.key}: {plan.reason}")
+                    continue
                 elif plan.outcome == "unpartitionable":
                     reason = plan.reason
                 else:
@@ -264,7 +280,7 @@ class Partitioner:
                 report.counts["ObjectsUnpartitionable"] += 1
                 logger.warning("object unpartitionable", bucket=ref.bucket, key=ref.key, reason=reason)
                 notes.append(f"unpartitionable: {reason}")
-            failures = sorted(
+            failures = failed + sorted(
                 f"{'/'.join(s.values)}: {report.outcomes[s]}"
                 for s in specs
                 if report.outcomes[s] not in _DONE
@@ -411,18 +427,24 @@ class Partitioner:
         try:
             # New partitions carry the table's current StorageDescriptor: an `init --update`
             # a moment ago must not leave partitions with the old columns.
-            current = self._fresh(scheme, now)
+            current = self._fresh(now)
             if (current.version, current.create_time) != (scheme.version, scheme.create_time):
                 raise _TableChanged
             results = self.catalog.create(scheme, specs)
-            exists = [s for s in specs if results[s] == EXISTS]
+        except TransientError as exc:
+            self._release(ids.values())
+            return {s: _Resolved(str(exc)) for s in specs}
+        except Exception:
+            self._release(ids.values())
+            raise
+        exists = [s for s in specs if results[s] == EXISTS]
+        try:
             # AlreadyExists says nothing of where: read the folder Glue has, to tell a
             # partition another invocation created from a collision.
             have = self.catalog.existing(exists) if exists else {}
-        except BaseException:
-            if self.cache is not None:
-                self.cache.release(list(ids.values()))
-            raise
+        except TransientError as exc:
+            have = {}
+            results |= {s: str(exc) for s in exists}
         resolved: dict[PartitionSpec, _Resolved] = {}
         for spec in specs:
             result = results[spec]
@@ -449,17 +471,21 @@ class Partitioner:
             else:
                 resolved[spec] = _Resolved(result)
         done = {s: r.location for s, r in resolved.items() if r.outcome in (CREATED, EXISTS)}
-        if self.cache is not None:
+        if self.cache is not None and done:
             # Marked only now that Glue has answered: a cache entry always means "in Glue",
             # at the folder Glue has.
             try:
                 self.cache.mark_present({ids[s]: location for s, location in done.items()}, now)
             except Exception as exc:  # the partitions are in Glue; the claim simply expires
                 logger.warning("cache not marked", table=str(scheme.table), error=str(exc))
-            self.cache.release([ids[s] for s in specs if s not in done])
+        self._release(ids[s] for s in specs if s not in done)
         for spec, location in done.items():
             self.seen.add(seen_key[spec], location, now)
         return resolved
+
+    def _release(self, ids: Iterable[str]) -> None:
+        if self.cache is not None:
+            self.cache.release(list(ids))
 
     def _await_others(
         self,
@@ -492,6 +518,21 @@ class Partitioner:
         for spec in pending:
             resolved[spec] = _Resolved("being created by another invocation; retry")
         return resolved
+
+
+def _fail_negatives(
+    plans: list[list[tuple[ObjectRef, PartitionSpec | Skip]]], error: str
+) -> list[list[tuple[ObjectRef, PartitionSpec | Skip]]]:
+    """Plans whose table-made refusals become failures: never turn an object away unchecked."""
+    return [
+        [
+            (ref, Skip(_FAILED, f"table not read again before turning the object away: {error}"))
+            if isinstance(plan, Skip) and plan.by_table
+            else (ref, plan)
+            for ref, plan in planned
+        ]
+        for planned in plans
+    ]
 
 
 def _specs(plans: list[list[tuple[ObjectRef, PartitionSpec | Skip]]]) -> list[PartitionSpec]:

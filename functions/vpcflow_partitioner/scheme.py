@@ -46,6 +46,7 @@ class Skip:
 
     outcome: str
     reason: str
+    by_table: bool = False  # decided by the table's Location or keys: worth a fresh look first
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,7 @@ class Scheme:
     def plan(self, bucket: str, obj: FlowLogObject) -> PartitionSpec | Skip:
         """The partition `obj` belongs to, or why it has none."""
         if bucket != self.bucket or not obj.key.startswith(self.prefix):
-            return Skip("ignored", f"outside the table location {self.location}")
+            return Skip("ignored", f"outside the table location {self.location}", by_table=True)
         if obj.nested:
             return Skip(
                 "unpartitionable",
@@ -152,13 +153,18 @@ class Scheme:
             )
         deepest = self.deepest_level
         if obj.hour is None and deepest == "hour":
-            return Skip("unpartitionable", "the table has an hour key but the object is in a daily folder")
+            return Skip(
+                "unpartitionable",
+                "the table has an hour key but the object is in a daily folder",
+                by_table=True,
+            )
         uncovered = self._uncovered_level(deepest)
         if uncovered is not None:
             return Skip(
                 "unpartitionable",
                 f"the table location {self.location} is above the {uncovered} folder "
                 f"but no partition key holds the {uncovered}",
+                by_table=True,
             )
         values = tuple(_value(k, obj) for k in self.keys)
         return PartitionSpec(values, f"s3://{bucket}/{obj.folder(deepest)}")
@@ -228,28 +234,26 @@ class Scheme:
         return max((k.level for k in self.keys), key=LEVELS.index)
 
 
-def descriptor_drift(table: dict[str, Any], partition: dict[str, Any]) -> list[str]:
-    """What of a partition's StorageDescriptor differs from its table's, in what Athena reads
-    per partition: the columns, the SerDe and its parameters, the input and output formats."""
-
-    def columns(sd: dict[str, Any]) -> list[tuple[str, str]]:
-        return [
+def descriptor_fingerprint(sd: dict[str, Any]) -> tuple[Any, ...]:
+    """What of a StorageDescriptor Athena reads per partition: the columns, the SerDe and its
+    parameters, the input and output formats (small enough to keep for every partition)."""
+    info = sd.get("SerdeInfo") or {}
+    return (
+        tuple(
             (str(c.get("Name", "")).lower(), str(c.get("Type", "")).lower()) for c in sd.get("Columns") or []
-        ]
+        ),
+        (str(info.get("SerializationLibrary", "")), tuple(sorted((info.get("Parameters") or {}).items()))),
+        str(sd.get("InputFormat") or ""),
+        str(sd.get("OutputFormat") or ""),
+    )
 
-    def serde(sd: dict[str, Any]) -> tuple[str, dict[str, str]]:
-        info = sd.get("SerdeInfo") or {}
-        return str(info.get("SerializationLibrary", "")), dict(info.get("Parameters") or {})
 
-    drift = []
-    if columns(table) != columns(partition):
-        drift.append("columns")
-    if serde(table) != serde(partition):
-        drift.append("serde")
-    for name in ("InputFormat", "OutputFormat"):
-        if (table.get(name) or "") != (partition.get(name) or ""):
-            drift.append(name)
-    return drift
+_FINGERPRINT_FIELDS = ("columns", "serde", "InputFormat", "OutputFormat")
+
+
+def descriptor_drift(table: tuple[Any, ...], partition: tuple[Any, ...]) -> list[str]:
+    """Which of the fingerprinted fields differ between a table's and a partition's descriptor."""
+    return [name for name, a, b in zip(_FINGERPRINT_FIELDS, table, partition, strict=True) if a != b]
 
 
 def same_folder(a: str, b: str) -> bool:

@@ -53,14 +53,22 @@ class FolderWalk:
     and each one waits on the network, not on CPU.
     """
 
-    def __init__(self, s3: Any, scheme: Scheme, dates: DateRange = DateRange(), workers: int = 16) -> None:
+    def __init__(
+        self,
+        s3: Any,
+        scheme: Scheme,
+        dates: DateRange = DateRange(),
+        workers: int = 16,
+        max_list_calls: int | None = None,
+    ) -> None:
         self._s3 = s3
         self._scheme = scheme
         self._dates = dates
         self._workers = max(1, workers)
         self._lock = threading.Lock()
+        self._budget = max_list_calls
         self.list_calls = 0
-        self.folders_listed = 0
+        self.truncated = False  # stopped at max_list_calls: what it found is only part
         self.leaf_level = scheme.deepest_level
 
     def messages(self) -> Iterator[Message]:
@@ -88,6 +96,9 @@ class FolderWalk:
         frontier: list[tuple[str, FolderState]] = [(self._scheme.prefix, start)]
         # Breadth first: one level at a time, every folder of the level listed concurrently.
         while frontier:
+            if self._budget is not None and self.list_calls + len(frontier) > self._budget:
+                self.truncated = True
+                break
             listed = pool.map(self._children, [folder for folder, _ in frontier])
             next_frontier = []
             for (folder, state), (children, direct) in zip(frontier, listed, strict=True):
@@ -106,8 +117,6 @@ class FolderWalk:
 
     def _children(self, prefix: str) -> tuple[list[str], str | None]:
         """Subfolders of `prefix`, and a flow-log object directly in it, if any."""
-        with self._lock:
-            self.folders_listed += 1
         children: list[str] = []
         direct: str | None = None
         token: str | None = None
@@ -164,11 +173,20 @@ def _in_folder(key: str, folder: str) -> bool:
     return obj is not None and not obj.nested and key.rfind("/") + 1 == len(folder)
 
 
-def sweep_messages(s3: Any, scheme: Scheme, days: int, now: float) -> list[Message]:
-    """Messages for the folders of the last `days` UTC days (today included)."""
+# The sweep runs inside a Lambda function: a walk that needs more list calls than this
+# (a table Location at the root of a big bucket: every folder outside AWSLogs/ trees is a
+# possible free prefix) would run into the function's timeout on every run, silently.
+SWEEP_LIST_CALLS = 20_000
+
+
+def sweep_messages(s3: Any, scheme: Scheme, days: int, now: float) -> tuple[list[Message], bool]:
+    """Messages for the folders of the last `days` UTC days (today included), and whether the
+    walk stopped at SWEEP_LIST_CALLS before seeing everything."""
     today = datetime.fromtimestamp(now, tz=UTC).date()
-    walk = FolderWalk(s3, scheme, DateRange(today - timedelta(days=days - 1), today))
-    return list(walk.messages())
+    dates = DateRange(today - timedelta(days=days - 1), today)
+    walk = FolderWalk(s3, scheme, dates, max_list_calls=SWEEP_LIST_CALLS)
+    messages = list(walk.messages())
+    return messages, walk.truncated
 
 
 def read_event_files(paths: list[str]) -> Iterator[tuple[str, Any]]:

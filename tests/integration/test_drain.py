@@ -154,7 +154,7 @@ def test_messages_it_cannot_act_on_stay_in_the_queue(env: None, capsys: Any) -> 
     url = unresolved_queue()
     exit_code = main(["replay", "--queue-url", url, "--json", "--wait-seconds", "1"])
     assert counts(url) == (0, 3)  # hidden while this drain ran, still in the queue
-    assert exit_code == 1
+    assert exit_code == 3  # nothing to retry; an operator has to look
     summary = json.loads(capsys.readouterr().out)
     assert {k: summary[k] for k in ("received", "done", "kept", "failed", "unresolved")} == {
         "received": 4,
@@ -173,7 +173,7 @@ def test_save_unreadable_appends_each_unreadable_body_as_one_json_line(
     saved = tmp_path / "unreadable.ndjson"
     saved.write_text('{"earlier": "run"}\n')
     args = ["replay", "--queue-url", url, "--save-unreadable", str(saved), "--json", "--wait-seconds", "1"]
-    assert main(args) == 1
+    assert main(args) == 3
     summary = json.loads(capsys.readouterr().out)
     assert summary["unreadable_saved"] == 2
     lines = [json.loads(line) for line in saved.read_text().splitlines()]

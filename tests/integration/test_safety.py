@@ -136,13 +136,16 @@ def test_prune_never_deletes_a_partition_the_lambda_creates_during_the_walk(env:
     today = DAY + timedelta(days=30)
     fired: list[int] = []
 
-    def lambda_runs_mid_walk(**_: Any) -> None:
-        if not fired:  # the first listing call of the walk: a new day arrives and is partitioned
+    def lambda_runs_mid_walk(params: dict[str, Any], **_: Any) -> None:
+        # The walk's first probe (no delimiter): every folder is listed already. A new day
+        # arrives and the Lambda partitions it.
+        if not fired and "Delimiter" not in params:
             fired.append(1)
             handlers.on_object_created(notify(put(key_at(today))))
 
-    s3().meta.events.register("after-call.s3.ListObjectsV2", lambda_runs_mid_walk)
-    assert main(["audit", "--fix", "--prune", "--yes"]) in (0, 3)
+    s3().meta.events.register("before-parameter-build.s3.ListObjectsV2", lambda_runs_mid_walk)
+    # Glue was read before the walk: the new partition is neither an orphan nor any drift.
+    assert main(["audit", "--fix", "--prune", "--yes"]) == 0
     assert fired
     assert multi_values(today) in partitions(glue())
 
@@ -165,7 +168,9 @@ def test_prune_deletes_the_cache_entry_so_a_new_object_brings_the_partition_back
     assert multi_values(DAY) in partitions(glue())
 
 
-def test_prune_lists_the_partitions_own_location_not_the_walks_idea_of_it(env: None) -> None:
+def test_prune_lists_the_partitions_own_location_not_the_walks_idea_of_it(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
     put(key_at(DAY))
     # A partition the walk cannot see as a folder of its own (stored elsewhere) but whose
@@ -182,7 +187,16 @@ def test_prune_lists_the_partitions_own_location_not_the_walks_idea_of_it(env: N
             "StorageDescriptor": {**TEXT_SD, "Location": elsewhere},
         },
     )
-    assert main(["audit", "--fix", "--prune", "--yes"]) in (0, 3)
+    capsys.readouterr()
+    assert main(["audit", "--fix", "--prune", "--yes", "--json"]) == 3  # reported, never pruned
+    report = json.loads(capsys.readouterr().out)
+    assert report["unreachable"] == [
+        {
+            "values": f"{ACCOUNT}/{REGION}/2023/01/01",
+            "location": elsewhere,
+            "reason": "its Location holds flow logs the walk did not reach",
+        }
+    ]
     assert (ACCOUNT, REGION, "2023", "01", "01") in partitions(glue())
 
 
@@ -381,8 +395,17 @@ def test_table_refresh_seconds_bounds_how_long_a_warm_container_trusts_the_table
 # ---------------------------------------------------------------- 7. fail closed
 
 
-def test_an_error_entry_for_values_nobody_asked_for_fails_the_chunk(env: None) -> None:
+def test_an_error_entry_for_values_nobody_asked_for_fails_the_partitions_glue_does_not_show(
+    env: None,
+) -> None:
     create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    lost = multi_values(DAY + timedelta(days=1))
+    glue().meta.events.register(
+        "before-parameter-build.glue.BatchCreatePartition",  # Glue drops one of the two ...
+        lambda params, **_: params.update(
+            PartitionInputList=[p for p in params["PartitionInputList"] if tuple(p["Values"]) != lost]
+        ),
+    )
     glue().meta.events.register(
         "after-call.glue.BatchCreatePartition",
         lambda parsed, **_: parsed.setdefault("Errors", []).append(
@@ -392,8 +415,11 @@ def test_an_error_entry_for_values_nobody_asked_for_fails_the_chunk(env: None) -
             }
         ),
     )
-    response = handlers.on_object_created(notify(put(key_at(DAY))))
-    assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    # ... and reports an error for values nobody sent: only the absent one fails, the other
+    # is confirmed with BatchGetPartition.
+    response = handlers.on_object_created(notify(put(key_at(DAY)), put(key_at(DAY + timedelta(days=1)))))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert set(partitions(glue())) == {multi_values(DAY)}
 
 
 def test_a_container_knows_its_own_claim_after_a_lost_response(cached: None) -> None:
@@ -414,7 +440,10 @@ def test_a_container_knows_its_own_claim_after_a_lost_response(cached: None) -> 
     ddb.put_item = put_then_lose_the_answer  # type: ignore[method-assign]
     counter = CallCounter(glue())
     key = put(key_at(DAY))
-    assert handlers.on_object_created(notify(key)) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    with pytest.MonkeyPatch.context() as patch:
+        # The release of an errored claim may be lost too: the claim stays, and it is ours.
+        patch.setattr("vpcflow_partitioner.cache.PartitionCache.release", lambda self, ids: None)
+        assert handlers.on_object_created(notify(key)) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     started = time.monotonic()
     assert handlers.on_object_created(notify(key)) == {"batchItemFailures": []}  # SQS redelivers
     assert time.monotonic() - started < 0.5  # no wait for "another invocation": the claim is ours
@@ -506,6 +535,19 @@ def test_audit_reports_and_fixes_storage_descriptor_drift(
     columns = _update_table(
         Columns=[*TEXT_SD["Columns"], {"Name": "flow_direction", "Type": "string"}]  # type: ignore[list-item]
     )
+    first = glue().get_partition(
+        DatabaseName=DATABASE, TableName=TABLE, PartitionValues=list(multi_values(DAY))
+    )
+    glue().update_partition(  # a partition's own Parameters survive the rewrite
+        DatabaseName=DATABASE,
+        TableName=TABLE,
+        PartitionValueList=list(multi_values(DAY)),
+        PartitionInput={
+            "Values": list(multi_values(DAY)),
+            "StorageDescriptor": first["Partition"]["StorageDescriptor"],
+            "Parameters": {"numRows": "42"},
+        },
+    )
     capsys.readouterr()
     assert main(["audit", "--json"]) == 3
     report = json.loads(capsys.readouterr().out)
@@ -519,6 +561,10 @@ def test_audit_reports_and_fixes_storage_descriptor_drift(
         assert sd["Partition"]["StorageDescriptor"]["Location"].endswith(
             f"/{values[2]}/{values[3]}/{values[4]}/"
         )
+    kept = glue().get_partition(
+        DatabaseName=DATABASE, TableName=TABLE, PartitionValues=list(multi_values(DAY))
+    )
+    assert kept["Partition"]["Parameters"] == {"numRows": "42"}
     assert main(["audit"]) == 0
 
 
@@ -632,7 +678,7 @@ def test_table_refresh_seconds_zero_reads_the_table_every_invocation(
     counter = CallCounter(glue())
     for _ in range(3):
         handlers.on_object_created(notify(key))
-    assert counter.calls == {"GetTable": 3, "BatchGetPartition": 3}
+    assert counter.calls == {"GetTable": 3}  # the partitions it knows stay known (SEEN_SECONDS)
 
 
 def test_a_key_nested_inside_another_account_folder_is_unpartitionable(
@@ -670,7 +716,7 @@ def test_a_cache_entry_from_before_folders_were_recorded_is_checked_against_glue
     assert item["location"]["S"] == f"s3://{BUCKET}/vpc-aaa/{key_at(DAY).rsplit('/', 1)[0]}/"
 
 
-@pytest.mark.parametrize(("answer", "code"), [("y", 0), ("n", 2), ("", 2)])
+@pytest.mark.parametrize(("answer", "code"), [("y", 0), ("n", 3), ("", 3)])  # declined: the orphan remains
 def test_prune_asks_on_a_terminal(
     env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], answer: str, code: int
 ) -> None:
@@ -693,3 +739,107 @@ def test_prune_asks_on_a_terminal(
     assert main(["audit", "--prune"]) == code
     assert asked == ["delete them? [y/N] "]
     assert (multi_values(DAY) in partitions(glue())) is (code != 0)
+
+
+# ---------------------------------------------------------------- found in review of the fix
+
+
+def test_a_partition_prune_could_not_put_back_is_a_failure_not_restored(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helpers import inject_error
+
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    gone = put(key_at(DAY))
+    put(key_at(DAY + timedelta(days=1)))
+    assert main(["backfill"]) == 0
+    s3().delete_object(Bucket=BUCKET, Key=gone)
+
+    def object_arrives(**_: Any) -> None:
+        put(key_at(DAY, minute=20))
+        inject_error(glue(), "BatchCreatePartition", "ThrottlingException", times=1)
+
+    glue().meta.events.register("before-call.glue.BatchDeletePartition", object_arrives)
+    capsys.readouterr()
+    assert main(["audit", "--prune", "--yes", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["restored"] == [] and report["pruned"] == []
+    assert "run backfill" in report["failed"]["/".join(multi_values(DAY))]
+
+
+def test_a_partition_in_a_bucket_that_cannot_be_listed_is_unreachable_drift(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    put(key_at(DAY))
+    assert main(["backfill"]) == 0
+    _partition_at((ACCOUNT, REGION, "2023", "01", "01"), "s3://no-such-bucket/AWSLogs/2023/01/01/")
+    capsys.readouterr()
+    assert main(["audit", "--prune", "--yes", "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    (far,) = report["unreachable"]
+    assert "NoSuchBucket" in far["reason"] and report["remaining"]["unreachable"] == 1
+    assert (ACCOUNT, REGION, "2023", "01", "01") in partitions(glue())
+
+
+def test_a_throttled_periodic_table_read_keeps_the_table_in_hand(
+    env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers import inject_error
+
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    key = put(key_at(DAY))
+    handlers.on_object_created(notify(key))
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 120)  # seen-set still trusted ...
+    monkeypatch.setenv("TABLE_REFRESH_SECONDS", "60")  # ... the table is due again
+    handlers.reset()
+    handlers.on_object_created(notify(key))
+    inject_error(glue(), "GetTable", "ThrottlingException", times=1)
+    monkeypatch.setattr(time, "time", lambda: now + 190)
+    assert handlers.on_object_created(notify(key)) == {"batchItemFailures": []}
+
+
+def test_a_throttled_table_read_before_turning_objects_away_fails_only_those_records(env: None) -> None:
+    from helpers import inject_error
+
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/{ACCOUNT}/", MULTI_KEYS)
+    mine = put(key_at(DAY))
+    handlers.on_object_created(notify(mine))
+    foreign = put(key_at(DAY, account="222222222222"))
+    inject_error(glue(), "GetTable", "ThrottlingException", times=1)
+    assert handlers.on_object_created(notify(mine, foreign)) == {
+        "batchItemFailures": [{"itemIdentifier": "m1"}]
+    }
+    assert handlers.on_object_created(notify(mine, foreign)) == {"batchItemFailures": []}  # the retry
+
+
+def test_objects_outside_the_location_cost_one_table_read_per_folder_not_per_invocation(env: None) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/{ACCOUNT}/", MULTI_KEYS)
+    mine = put(key_at(DAY))
+    a = put(key_at(DAY, account="222222222222"))
+    b = put(key_at(DAY, account="333333333333"))
+    handlers.on_object_created(notify(mine))
+    counter = CallCounter(glue())
+    for i in range(10):
+        handlers.on_object_created(notify(mine, a if i % 2 else b))
+    assert counter.calls == {"GetTable": 2}  # once for each foreign folder
+
+
+def test_a_sweep_that_cannot_finish_fails_loudly_instead_of_looking_healthy(
+    env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vpcflow_partitioner import sources
+
+    monkeypatch.setattr(sources, "SWEEP_LIST_CALLS", 12)
+    create_table(glue(), f"s3://{BUCKET}/", MULTI_KEYS)  # the bucket root: every folder may be a prefix
+    today = datetime.now(UTC).replace(hour=0, minute=5)
+    put(key_at(today, prefix="a/"))
+    for i in range(30):
+        put(f"athena-results/{i:03d}/result.csv")
+    with pytest.raises(Exception, match="list-call budget"):
+        handlers.on_schedule({})
+    assert partitions(glue()) == {}  # the folder lies beyond what the budget reached
+    monkeypatch.setattr(sources, "SWEEP_LIST_CALLS", 20_000)
+    assert handlers.on_schedule({})["PartitionsCreated"] == 1
+    assert multi_values(today) in partitions(glue())

@@ -77,8 +77,9 @@ def test_the_walk_finds_every_partition_the_lambda_would_create() -> None:
         ) -> None:
             account, region = "123456789012", "eu-west-1"
             if hive:
+                service = "service" if hour % 2 else "aws-service"  # the Transit Gateway spelling too
                 folder = (
-                    f"AWSLogs/aws-account-id={account}/aws-service=vpcflowlogs/aws-region={region}/"
+                    f"AWSLogs/aws-account-id={account}/{service}=vpcflowlogs/aws-region={region}/"
                     f"year={day:%Y}/month={day:%m}/day={day:%d}/"
                     + (f"hour={hour:02d}/" if hourly_folders else "")
                 )
