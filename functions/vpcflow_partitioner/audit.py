@@ -35,6 +35,7 @@ from .scheme import (
     Scheme,
     descriptor_drift,
     descriptor_fingerprint,
+    folder_key,
     same_folder,
     split_location,
 )
@@ -85,6 +86,16 @@ class Unreachable:
 
 
 @dataclass(frozen=True, slots=True)
+class SharedLocation:
+    """A partition whose Location is the folder of another partition (values spelled another
+    way, by another tool): Athena reads those files twice."""
+
+    values: Values
+    location: str
+    owner: Values  # the partition the walk maps that folder to
+
+
+@dataclass(frozen=True, slots=True)
 class Unrepresentable:
     folder: str
     reason: str
@@ -103,6 +114,7 @@ class Findings:
     collisions: list[Collision] = field(default_factory=list)
     unrepresentable: list[Unrepresentable] = field(default_factory=list)
     unreachable: list[Unreachable] = field(default_factory=list)
+    shared_location: list[SharedLocation] = field(default_factory=list)
     list_calls: int = 0
 
     def counts(self) -> dict[str, int]:
@@ -115,6 +127,7 @@ class Findings:
             "collisions": len(self.collisions),
             "unrepresentable": len(self.unrepresentable),
             "unreachable": len(self.unreachable),
+            "shared_location": len(self.shared_location),
         }
 
 
@@ -171,6 +184,9 @@ class Audit:
                 findings.collisions.append(
                     Collision(values, tuple(sorted(folders)), stored.location if stored else "")
                 )
+                if stored is None:  # --fix does what the Lambda does: the first folder gets it
+                    location, message = sorted(folders.items())[0]
+                    findings.missing[values] = (PartitionSpec(values, location), message)
             elif stored is None:
                 location, message = next(iter(folders.items()))
                 findings.missing[values] = (PartitionSpec(values, location), message)
@@ -189,8 +205,13 @@ class Audit:
                         DescriptorDrift(values, stored.location, tuple(drift), stored.parameters)
                     )
         self._recheck_missing(findings)
+        owners = {folder_key(folder): values for values, folders in found.items() for folder in folders}
         for values, partition in sorted(before.items()):
             if values in found:
+                continue
+            owner = owners.get(folder_key(partition.location))
+            if owner is not None:
+                findings.shared_location.append(SharedLocation(values, partition.location, owner))
                 continue
             holds = self._holds_flow_logs(partition.location)
             if holds is False:
@@ -231,14 +252,33 @@ class Audit:
                 repairs.failed[move.values] = f"{move.location} now holds flow logs: a collision"
         for drift in findings.descriptor_drift:
             inputs.append(self._input(drift.values, drift.location, drift.parameters))
-        if inputs:
-            failed = self.partitioner.catalog.update(inputs)
-            repairs.failed.update(failed)
-            repairs.relocated += [v for v in relocated if v not in failed]
-            repairs.updated += [d.values for d in findings.descriptor_drift if d.values not in failed]
-            # The cache remembers each partition's folder: a moved partition is forgotten there,
-            # so the next object of its new folder is checked against Glue, not the old folder.
-            self._forget([v for v in relocated if v not in failed])
+        if not inputs:
+            return
+        failed = self.partitioner.catalog.update(inputs)
+        repairs.failed.update(failed)
+        repairs.updated += [d.values for d in findings.descriptor_drift if d.values not in failed]
+        moved = [m for m in findings.wrong_location if m.values in relocated and m.values not in failed]
+        # A Lambda may have acked an object of the old folder on the word of the partition
+        # until the update landed: an old folder that holds logs now gets its partition back.
+        back = [m for m in moved if self._holds_flow_logs(m.location) is not False]
+        if back:
+            undone = self.partitioner.catalog.update(
+                [self._input(m.values, m.location, m.parameters) for m in back]
+            )
+            for move in back:
+                repairs.failed[move.values] = (
+                    f"{move.location} got flow logs during the repoint: "
+                    + (
+                        f"could not point back ({undone[move.values]})"
+                        if move.values in undone
+                        else "pointed back"
+                    )
+                    + "; a collision for an operator"
+                )
+        repairs.relocated += [m.values for m in moved if m not in back]
+        # The cache remembers each partition's folder: a moved partition is forgotten there,
+        # so the next object of its new folder is checked against Glue, not the old folder.
+        self._forget([m.values for m in moved if m not in back])
 
     def _input(
         self, values: Values, location: str, parameters: tuple[tuple[str, str], ...]
@@ -252,40 +292,56 @@ class Audit:
         if not findings.orphaned:
             return
         self.refuse_if_blind(findings)
-        values = [p.values for p in findings.orphaned]
+        # Listed once more right before the delete: the prompt may have waited minutes.
+        orphans = []
+        for partition in findings.orphaned:
+            if self._holds_flow_logs(partition.location) is False:
+                orphans.append(partition)
+            else:
+                repairs.restored.append(partition.values)  # kept: an object arrived
+        values = [p.values for p in orphans]
         # Cache first: killed after this line, the partition stays and the cache merely has to
         # ask Glue again. Deleted first, the cache would answer "present" for a partition that
         # is gone, for CACHE_TTL_DAYS. A Lambda that marks one present between the two calls
         # is undone by the second forget, and its object is found by the listing below.
         self._forget(values)
-        failed = self.partitioner.catalog.delete(values)
-        repairs.failed.update(failed)
-        deleted = [p for p in findings.orphaned if p.values not in failed]
-        self._forget([p.values for p in deleted])
-        for partition in deleted:
+        failed: dict[Values, str] = {}
+        try:
+            failed = self.partitioner.catalog.delete(values)
+        finally:
+            # Also after an error or Ctrl-C halfway: no folder that holds flow logs is left
+            # without its partition, and no cache entry speaks for a deleted one.
+            self._forget(values)
+            repairs.failed.update(failed)
+            for partition in orphans:
+                if partition.values not in failed:
+                    self._settle(partition, now, repairs)
+
+    def _settle(self, partition: Partition, now: float, repairs: Repairs) -> None:
+        """After a delete: pruned if its Location is still empty, else put back."""
+        try:
+            key = self._first_flow_log(partition.location)
+        except _CannotList as exc:
+            repairs.failed[partition.values] = f"deleted, but its Location was not listed again: {exc}"
+            return
+        if key is None:
             logger.info("partition pruned", values=list(partition.values), folder=partition.location)
-            try:
-                key = self._first_flow_log(partition.location)
-            except _CannotList as exc:
-                repairs.failed[partition.values] = f"deleted, but its Location was not listed again: {exc}"
-                continue
-            if key is None:
-                repairs.pruned.append(partition.values)
-                continue
-            # An object arrived between the check and the delete: the Lambda may have acked
-            # it on the word of the partition just deleted. Put the partition back.
-            bucket, _ = split_location(partition.location)
-            report = self.partitioner.run(
-                [Message(partition.location, (ObjectRef(bucket, key),))], now=now, use_cache=False
+            repairs.pruned.append(partition.values)
+            return
+        # An object arrived between the check and the delete: the Lambda may have acked it on
+        # the word of the partition just deleted. Put the partition back.
+        bucket, _ = split_location(partition.location)
+        report = self.partitioner.run(
+            [Message(partition.location, (ObjectRef(bucket, key),))], now=now, use_cache=False
+        )
+        outcomes = set(report.outcomes.values())
+        if outcomes and outcomes <= {CREATED, EXISTS}:
+            repairs.restored.append(partition.values)
+        else:
+            repairs.failed[partition.values] = (
+                f"deleted, then {key} arrived and the partition could not be put back "
+                f"({'; '.join(r.detail for r in report.results)}): run backfill"
             )
-            outcomes = set(report.outcomes.values())
-            if outcomes and outcomes <= {CREATED, EXISTS}:
-                repairs.restored.append(partition.values)
-            else:
-                repairs.failed[partition.values] = (
-                    f"deleted, then {key} arrived and the partition could not be put back "
-                    f"({'; '.join(r.detail for r in report.results)}): run backfill"
-                )
 
     def refuse_if_blind(self, findings: Findings) -> None:
         """Raise PruneRefused when the walk saw nothing of a table that has partitions."""
@@ -373,6 +429,7 @@ def summary(findings: Findings, repairs: Repairs | None = None) -> dict[str, Any
         "collisions": len(findings.collisions),
         "unrepresentable": len(findings.unrepresentable),
         "unreachable": len(findings.unreachable),
+        "shared_location": len(findings.shared_location),
     }
     return {
         "folders": findings.folders,
@@ -395,6 +452,10 @@ def summary(findings: Findings, repairs: Repairs | None = None) -> dict[str, Any
         "unreachable": [
             {"values": joined(k.values), "location": k.location, "reason": k.reason}
             for k in findings.unreachable
+        ],
+        "shared_location": [
+            {"values": joined(d.values), "location": d.location, "folder_of": joined(d.owner)}
+            for d in findings.shared_location
         ],
         "created": [joined(v) for v in repairs.created],
         "relocated": [joined(v) for v in repairs.relocated],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
@@ -250,6 +251,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="delete partitions whose own Location holds no flow-log object (asks first; --yes off a terminal)",
     )
     audit.add_argument("--yes", action="store_true", help="do not ask before --prune deletes")
+    cache = audit.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--cache-table",
+        default="",
+        help="the function's DynamoDB cache, whose entries --prune deletes too (default: $CACHE_TABLE)",
+    )
+    cache.add_argument(
+        "--no-cache", action="store_true", help="the deployment has no DynamoDB cache (--prune needs to know)"
+    )
     audit.add_argument(
         "--dry-run", action="store_true", help="say what --fix and --prune would do; change nothing"
     )
@@ -509,7 +519,20 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
         raise UsageError("--prune deletes partitions: run it on a terminal to confirm, or add --yes")
     if args.since and args.until and args.since > args.until:
         raise UsageError("--since is after --until")
-    settings = _settings(args)
+    settings = Settings.from_env(
+        GLUE_DATABASE=args.database,
+        GLUE_TABLE=args.table,
+        GLUE_CATALOG_ID=args.catalog_id,
+        CACHE_TABLE=args.cache_table,
+    )
+    if args.no_cache:
+        settings = dataclasses.replace(settings, cache_table="")
+    elif destructive and not settings.cache_table:
+        # A pruned partition left "present" in the cache is acked for CACHE_TTL_DAYS.
+        raise UsageError(
+            "--prune must also delete the function's cache entries: set CACHE_TABLE or --cache-table "
+            "NAME, or pass --no-cache if the deployment has no cache"
+        )
     partitioner = _partitioner(settings)
     audit = Audit(partitioner, _client(settings, "s3"), DateRange(args.since, args.until))
     findings = audit.find(lambda walk: _collect(walk, err))
@@ -605,6 +628,12 @@ def _print_audit(
     for item in findings.unrepresentable:
         table.add_row(
             item.folder, f"the table cannot represent it: {item.reason}", "[red]needs an operator[/]"
+        )
+    for shared in findings.shared_location:
+        table.add_row(
+            "/".join(shared.values),
+            f"its Location {shared.location} is the folder of {'/'.join(shared.owner)}: read twice",
+            "[red]needs an operator[/]",
         )
     for far in findings.unreachable:
         table.add_row(

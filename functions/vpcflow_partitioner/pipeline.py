@@ -317,6 +317,19 @@ class Partitioner:
         resolved = self._resolve(
             [group[0] for group in groups.values()], scheme, now, counts, use_cache, dry_run
         )
+        # A collision is only ever declared on Glue's word: a container's memory or the
+        # cache may still hold a folder an `audit --fix` has since repointed.
+        unconfirmed = [
+            group[0]
+            for group in groups.values()
+            if resolved[group[0]].outcome in (KNOWN, CACHED)
+            and any(not same_folder(resolved[group[0]].location, s.location) for s in group)
+        ]
+        if unconfirmed:
+            confirmed = self._resolve(unconfirmed, scheme, now, counts, False, dry_run)
+            resolved.update(confirmed)
+            if use_cache and not dry_run:  # the cache learns the folder Glue has
+                self._mark(scheme, {s: r.location for s, r in confirmed.items() if r.outcome == EXISTS}, now)
         outcomes: dict[PartitionSpec, str] = {}
         for group in groups.values():
             result = resolved[group[0]]
@@ -397,13 +410,8 @@ class Partitioner:
                     remember(spec, EXISTS, have[spec.values])
                 else:
                     to_create.append(spec)
-            if self.cache is not None and use_cache and not dry_run:
-                # Record the folder of entries written before folders were recorded.
-                found = {item_id(scheme, s): have[s.values] for s in unverified if s.values in have}
-                try:
-                    self.cache.mark_present(found, now)
-                except Exception as exc:  # only a later lookup's cost
-                    logger.warning("cache not marked", table=str(scheme.table), error=str(exc))
+            if use_cache and not dry_run:  # entries written before folders were recorded learn theirs
+                self._mark(scheme, {s: have[s.values] for s in unverified if s.values in have}, now)
 
         if dry_run:
             resolved.update({s: _Resolved(WOULD_CREATE, s.location) for s in to_create})
@@ -471,17 +479,21 @@ class Partitioner:
             else:
                 resolved[spec] = _Resolved(result)
         done = {s: r.location for s, r in resolved.items() if r.outcome in (CREATED, EXISTS)}
-        if self.cache is not None and done:
-            # Marked only now that Glue has answered: a cache entry always means "in Glue",
-            # at the folder Glue has.
-            try:
-                self.cache.mark_present({ids[s]: location for s, location in done.items()}, now)
-            except Exception as exc:  # the partitions are in Glue; the claim simply expires
-                logger.warning("cache not marked", table=str(scheme.table), error=str(exc))
+        # Marked only now that Glue has answered: a cache entry always means "in Glue", at the
+        # folder Glue has.
+        self._mark(scheme, done, now)
         self._release(ids[s] for s in specs if s not in done)
         for spec, location in done.items():
             self.seen.add(seen_key[spec], location, now)
         return resolved
+
+    def _mark(self, scheme: Scheme, locations: dict[PartitionSpec, str], now: float) -> None:
+        if self.cache is None or not locations:
+            return
+        try:
+            self.cache.mark_present({item_id(scheme, s): location for s, location in locations.items()}, now)
+        except Exception as exc:  # Glue has them; a later lookup merely costs more
+            logger.warning("cache not marked", table=str(scheme.table), error=str(exc))
 
     def _release(self, ids: Iterable[str]) -> None:
         if self.cache is not None:

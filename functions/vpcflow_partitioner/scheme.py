@@ -258,10 +258,11 @@ def descriptor_drift(table: tuple[Any, ...], partition: tuple[Any, ...]) -> list
 
 def same_folder(a: str, b: str) -> bool:
     """Whether two S3 Locations name one folder (a trailing slash, s3a:// and s3n:// aside)."""
-    return _folder(a) == _folder(b)
+    return folder_key(a) == folder_key(b)
 
 
-def _folder(location: str) -> str:
+def folder_key(location: str) -> str:
+    """A Location written one way: s3://bucket/prefix/ (for comparing and indexing)."""
     return re.sub(r"^s3[an]?://", "s3://", location.strip()).rstrip("/") + "/"
 
 

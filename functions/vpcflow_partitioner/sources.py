@@ -10,6 +10,7 @@ confirmed with one short listing that must find a real flow-log object.
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -193,10 +194,15 @@ def read_event_files(paths: list[str]) -> Iterator[tuple[str, Any]]:
     """(label, event) for each JSON document in the files: one per file, or one per line."""
     for path in paths:
         try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
+            with open(path, "rb") as handle:
+                data = handle.read()
+            if data[:2] == b"\x1f\x8b":  # gzip's magic number: a saved .json.gz / .ndjson.gz
+                data = gzip.decompress(data)
+            text = data.decode("utf-8-sig")  # a BOM, as some editors write, is not JSON
         except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except (UnicodeDecodeError, EOFError) as exc:
+            raise UsageError(f"cannot read {path}: not UTF-8 text or gzip of it ({exc})") from None
         try:
             yield path, json.loads(text)
             continue

@@ -165,7 +165,7 @@ def test_audit_exit_codes_fix_and_prune(env: None, capsys: Any) -> None:
     assert main(["audit", "--fix", "--prune", "--dry-run"]) == 3
     assert main(["audit", "--fix", "--prune"]) == 2  # deleting needs --yes off a terminal
     assert tuple(orphan) in partitions(glue())
-    assert main(["audit", "--fix", "--prune", "--yes"]) == 0
+    assert main(["audit", "--fix", "--prune", "--no-cache", "--yes"]) == 0
     assert tuple(orphan) not in partitions(glue())
 
 
@@ -292,3 +292,21 @@ def test_backfill_finds_awslogs_under_a_free_prefix_when_the_table_sits_above_it
             "10",
         ): f"s3://{BUCKET}/logs/vpc/AWSLogs/111111111111/vpcflowlogs/us-east-1/2024/02/10/"
     }
+
+
+def test_replay_reads_gzip_and_bom_and_refuses_binary_in_one_line(
+    env: None, tmp_path: Path, capsys: Any
+) -> None:
+    import gzip
+
+    create_table(glue())
+    body = (EVENTS / "sns_s3.json").read_bytes()
+    (tmp_path / "saved.json.gz").write_bytes(gzip.compress(body))
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + body)
+    (tmp_path / "binary.bin").write_bytes(bytes(range(256)))
+    assert main(["replay", "--json", str(tmp_path / "saved.json.gz"), str(tmp_path / "bom.json")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["malformed"] == 0 and set(partitions(glue())) == {("2022-08-29",)}
+    assert main(["replay", str(tmp_path / "binary.bin")]) == 2
+    err = capsys.readouterr().err
+    assert "not UTF-8" in err and "Traceback" not in err

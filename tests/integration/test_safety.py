@@ -145,7 +145,7 @@ def test_prune_never_deletes_a_partition_the_lambda_creates_during_the_walk(env:
 
     s3().meta.events.register("before-parameter-build.s3.ListObjectsV2", lambda_runs_mid_walk)
     # Glue was read before the walk: the new partition is neither an orphan nor any drift.
-    assert main(["audit", "--fix", "--prune", "--yes"]) == 0
+    assert main(["audit", "--fix", "--prune", "--no-cache", "--yes"]) == 0
     assert fired
     assert multi_values(today) in partitions(glue())
 
@@ -188,7 +188,7 @@ def test_prune_lists_the_partitions_own_location_not_the_walks_idea_of_it(
         },
     )
     capsys.readouterr()
-    assert main(["audit", "--fix", "--prune", "--yes", "--json"]) == 3  # reported, never pruned
+    assert main(["audit", "--fix", "--prune", "--no-cache", "--yes", "--json"]) == 3  # reported, never pruned
     report = json.loads(capsys.readouterr().out)
     assert report["unreachable"] == [
         {
@@ -208,7 +208,7 @@ def test_prune_refuses_when_the_walk_finds_no_folder_but_the_table_has_partition
     assert main(["backfill"]) == 0
     s3().delete_object(Bucket=BUCKET, Key=key)
     capsys.readouterr()
-    assert main(["audit", "--prune", "--yes"]) == 1
+    assert main(["audit", "--prune", "--no-cache", "--yes"]) == 1
     err = capsys.readouterr().err
     assert "refus" in err and "Traceback" not in err
     assert multi_values(DAY) in partitions(glue())
@@ -229,7 +229,7 @@ def test_prune_needs_yes_off_a_terminal_and_dry_run_lists_without_deleting(
     report = json.loads(capsys.readouterr().out)
     assert report["would_prune"] == ["/".join(multi_values(DAY))]
     assert multi_values(DAY) in partitions(glue())
-    assert main(["audit", "--prune", "--yes"]) == 0
+    assert main(["audit", "--prune", "--no-cache", "--yes"]) == 0
     assert multi_values(DAY) not in partitions(glue())
 
 
@@ -258,7 +258,7 @@ def test_backfill_and_prune_see_every_folder_the_lambda_partitions(
     got = partitions(glue())
     assert len(got) == 3
     assert got.items() >= lambda_partitions.items()  # the walk agrees with the Lambda
-    assert main(["audit", "--fix", "--prune", "--yes"]) == 0
+    assert main(["audit", "--fix", "--prune", "--no-cache", "--yes"]) == 0
     assert partitions(glue()) == got
 
 
@@ -736,7 +736,7 @@ def test_prune_asks_on_a_terminal(
         return answer
 
     monkeypatch.setattr(Console, "input", reply)
-    assert main(["audit", "--prune"]) == code
+    assert main(["audit", "--prune", "--no-cache"]) == code
     assert asked == ["delete them? [y/N] "]
     assert (multi_values(DAY) in partitions(glue())) is (code != 0)
 
@@ -761,7 +761,7 @@ def test_a_partition_prune_could_not_put_back_is_a_failure_not_restored(
 
     glue().meta.events.register("before-call.glue.BatchDeletePartition", object_arrives)
     capsys.readouterr()
-    assert main(["audit", "--prune", "--yes", "--json"]) == 1
+    assert main(["audit", "--prune", "--no-cache", "--yes", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["restored"] == [] and report["pruned"] == []
     assert "run backfill" in report["failed"]["/".join(multi_values(DAY))]
@@ -775,7 +775,7 @@ def test_a_partition_in_a_bucket_that_cannot_be_listed_is_unreachable_drift(
     assert main(["backfill"]) == 0
     _partition_at((ACCOUNT, REGION, "2023", "01", "01"), "s3://no-such-bucket/AWSLogs/2023/01/01/")
     capsys.readouterr()
-    assert main(["audit", "--prune", "--yes", "--json"]) == 3
+    assert main(["audit", "--prune", "--no-cache", "--yes", "--json"]) == 3
     report = json.loads(capsys.readouterr().out)
     (far,) = report["unreachable"]
     assert "NoSuchBucket" in far["reason"] and report["remaining"]["unreachable"] == 1
@@ -843,3 +843,119 @@ def test_a_sweep_that_cannot_finish_fails_loudly_instead_of_looking_healthy(
     monkeypatch.setattr(sources, "SWEEP_LIST_CALLS", 20_000)
     assert handlers.on_schedule({})["PartitionsCreated"] == 1
     assert multi_values(today) in partitions(glue())
+
+
+def test_ctrl_c_after_the_delete_still_puts_back_a_partition_whose_folder_got_an_object(
+    cached: None,
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    gone = put(key_at(DAY))
+    put(key_at(DAY + timedelta(days=1)))
+    handlers.on_object_created(notify(gone, key_at(DAY + timedelta(days=1))))
+    s3().delete_object(Bucket=BUCKET, Key=gone)
+    arrived: list[str] = []
+
+    def object_arrives(**_: Any) -> None:
+        if not arrived:
+            arrived.append(put(key_at(DAY, minute=20)))
+            assert handlers.on_object_created(notify(arrived[0])) == {"batchItemFailures": []}  # warm: acked
+
+    def interrupted(**_: Any) -> None:
+        raise KeyboardInterrupt
+
+    glue().meta.events.register("before-call.glue.BatchDeletePartition", object_arrives)
+    glue().meta.events.register("after-call.glue.BatchDeletePartition", interrupted)
+    assert main(["audit", "--prune", "--yes"]) == 1  # "interrupted"
+    assert multi_values(DAY) in partitions(glue())
+
+
+def test_prune_refuses_without_knowing_the_functions_cache(
+    cached: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    gone = put(key_at(DAY))
+    put(key_at(DAY + timedelta(days=1)))
+    handlers.on_object_created(notify(gone, key_at(DAY + timedelta(days=1))))  # the cache says present
+    s3().delete_object(Bucket=BUCKET, Key=gone)
+    monkeypatch.delenv("CACHE_TABLE")  # the operator's shell
+    capsys.readouterr()
+    assert main(["audit", "--prune", "--yes"]) == 2
+    assert "--cache-table" in capsys.readouterr().err
+    assert multi_values(DAY) in partitions(glue())
+    assert main(["audit", "--prune", "--yes", "--cache-table", CACHE]) == 0
+    handlers.reset()  # a cold container: the cache must not say present any more
+    assert handlers.on_object_created(notify(put(key_at(DAY, minute=30)))) == {"batchItemFailures": []}
+    assert multi_values(DAY) in partitions(glue())
+
+
+def test_an_object_in_the_old_folder_during_a_repoint_points_the_partition_back(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/", MULTI_KEYS)
+    put(key_at(DAY, prefix="vpc-bbb/"))
+    old = f"s3://{BUCKET}/vpc-aaa/{key_at(DAY).rsplit('/', 1)[0]}/"  # empty when the audit looks
+    _partition_at(multi_values(DAY), old)
+    acked: list[dict[str, Any]] = []
+
+    def lambda_acks_during_the_update(**_: Any) -> None:
+        if not acked:
+            acked.append(handlers.on_object_created(notify(put(key_at(DAY, prefix="vpc-aaa/", minute=35)))))
+
+    glue().meta.events.register("before-call.glue.BatchUpdatePartition", lambda_acks_during_the_update)
+    capsys.readouterr()
+    assert main(["audit", "--fix", "--json"]) == 1
+    out = capsys.readouterr().out
+    report = json.loads(out[out.rindex("\n{\n") :])
+    assert acked == [{"batchItemFailures": []}] and report["relocated"] == []
+    assert "pointed back" in report["failed"]["/".join(multi_values(DAY))]
+    assert partitions(glue())[multi_values(DAY)] == old  # the acked object stays covered
+
+
+def test_a_warm_container_sees_a_repointed_partition_at_once(
+    cached: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/", MULTI_KEYS)
+    _partition_at(multi_values(DAY), f"s3://{BUCKET}/typo/{key_at(DAY).rsplit('/', 1)[0]}/")
+    first = put(key_at(DAY, prefix="vpc-bbb/"))
+    capsys.readouterr()
+    handlers.on_object_created(notify(first))  # a collision with the typo folder: remembered
+    assert emitted_metrics(capsys.readouterr().out)["ObjectsUnpartitionable"] == 1
+    assert main(["audit", "--fix"]) == 0
+    capsys.readouterr()
+    assert handlers.on_object_created(notify(put(key_at(DAY, prefix="vpc-bbb/", minute=40)))) == {
+        "batchItemFailures": []
+    }
+    assert "ObjectsUnpartitionable" not in emitted_metrics(capsys.readouterr().out)
+
+
+def test_audit_lists_two_partitions_on_one_folder(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    key = put(key_at(DAY))
+    assert main(["backfill"]) == 0
+    _partition_at(
+        (ACCOUNT, REGION, "2024", "2", "10"), f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}/"
+    )  # int spelling
+    capsys.readouterr()
+    assert main(["audit", "--fix", "--prune", "--no-cache", "--yes", "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["shared_location"] == [
+        {
+            "values": f"{ACCOUNT}/{REGION}/2024/2/10",
+            "location": f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}/",
+            "folder_of": "/".join(multi_values(DAY)),
+        }
+    ]
+    assert len(partitions(glue())) == 2  # neither pruned: the folder holds data
+
+
+def test_audit_fix_creates_what_the_lambda_would_for_two_folders_without_a_partition(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/", MULTI_KEYS)
+    put(key_at(DAY, prefix="vpc-aaa/"))
+    put(key_at(DAY, prefix="vpc-bbb/"))
+    capsys.readouterr()
+    assert main(["audit", "--fix", "--json"]) == 3  # the collision stays for an operator
+    report = json.loads(capsys.readouterr().out)
+    assert report["created"] == ["/".join(multi_values(DAY))] and len(report["collisions"]) == 1
+    assert "/vpc-aaa/" in partitions(glue())[multi_values(DAY)]
