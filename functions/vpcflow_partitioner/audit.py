@@ -178,8 +178,14 @@ class Audit:
                     findings.unrepresentable.append(Unrepresentable(message.id, planned.reason))
         findings.folders = sum(len(folders) for folders in found.values())
         table_fingerprint = descriptor_fingerprint(scheme.storage_descriptor)
+        stored_on = {folder_key(p.location): p.values for p in before.values()}
         for values, folders in sorted(found.items()):
             stored = before.get(values)
+            other = stored_on.get(folder_key(next(iter(folders))))
+            if stored is None and len(folders) == 1 and other is not None and other != values:
+                # The folder has a partition spelled otherwise: creating ours would make a
+                # second one on it. Listed below as a shared Location, never "missing".
+                continue
             if len(folders) > 1:
                 findings.collisions.append(
                     Collision(values, tuple(sorted(folders)), stored.location if stored else "")

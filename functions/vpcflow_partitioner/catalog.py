@@ -68,6 +68,18 @@ class Catalog:
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, f"Glue GetTable {self.table}") from exc
 
+    def any_partition(self) -> tuple[tuple[str, ...], str] | None:
+        """Values and Location of one partition (the first GetPartitions gives), or None."""
+        try:
+            response = self._glue.get_partitions(
+                TableName=self.table.name, MaxResults=1, ExcludeColumnSchema=True, **self._ids()
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, f"Glue GetPartitions {self.table}") from exc
+        for partition in response.get("Partitions") or []:
+            return tuple(partition["Values"]), _location(partition)
+        return None
+
     def create(self, scheme: Scheme, specs: Sequence[PartitionSpec]) -> dict[PartitionSpec, str]:
         """Create partitions in calls of at most 100; answer per spec: created, exists or an error code."""
         outcomes: dict[PartitionSpec, str] = {}

@@ -300,9 +300,9 @@ def _client(settings: Settings, service: str) -> Any:
     return aws.client(service, settings.endpoint_url, settings.region)
 
 
-def _partitioner(settings: Settings) -> Partitioner:
+def _partitioner(settings: Settings, check_spelling: bool = True) -> Partitioner:
     cache = _client(settings, "dynamodb") if settings.cache_table else None
-    return Partitioner(settings, _client(settings, "glue"), cache)
+    return Partitioner(settings, _client(settings, "glue"), cache, check_spelling=check_spelling)
 
 
 # ---------------------------------------------------------------- init
@@ -533,7 +533,7 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
             "--prune must also delete the function's cache entries: set CACHE_TABLE or --cache-table "
             "NAME, or pass --no-cache if the deployment has no cache"
         )
-    partitioner = _partitioner(settings)
+    partitioner = _partitioner(settings, check_spelling=False)  # audit lists them, as shared Locations
     audit = Audit(partitioner, _client(settings, "s3"), DateRange(args.since, args.until))
     findings = audit.find(lambda walk: _collect(walk, err))
     repairs = Repairs()

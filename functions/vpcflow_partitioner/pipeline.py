@@ -21,7 +21,7 @@ from .config import SERVICE, Settings
 from .envelopes import Message, ObjectRef
 from .errors import TransientError
 from .keys import parse_key
-from .scheme import PartitionSpec, Scheme, Skip, TableRef, same_folder
+from .scheme import ConfigurationError, PartitionSpec, Scheme, Skip, TableRef, same_folder
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -121,8 +121,10 @@ class Partitioner:
         *,
         seen: SeenSet | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        check_spelling: bool = True,
     ) -> None:
         self.settings = settings
+        self._check_spelling = check_spelling  # `audit` reports misspelt partitions instead
         self.catalog = Catalog(glue, TableRef(settings.catalog_id, settings.database, settings.table), sleep)
         self.cache = (
             PartitionCache(dynamodb, settings.cache_table, settings.cache_ttl_days, sleep=sleep)
@@ -153,8 +155,20 @@ class Partitioner:
 
     def _read(self, now: float) -> Scheme:
         scheme = Scheme.from_table(self.catalog.get_table(), self.settings.catalog_id)
-        old, self._scheme, self._read_at = self._scheme, scheme, now
-        if old is None or (old.version, old.create_time) != (scheme.version, scheme.create_time):
+        changed = self._scheme is None or (self._scheme.version, self._scheme.create_time) != (
+            scheme.version,
+            scheme.create_time,
+        )
+        if changed and self._check_spelling:
+            # One existing partition, read once per table version: values spelled otherwise
+            # than the folders (int months, another date format) would make every partition
+            # we create a second one on its folder, read twice by Athena. Refuse loudly.
+            sample = self.catalog.any_partition()
+            problem = scheme.misspelt(*sample) if sample else None
+            if problem:
+                raise ConfigurationError(problem)
+        self._scheme, self._read_at = scheme, now
+        if changed:
             self._rechecked.clear()
             logger.info(
                 "table read",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from .keys import LEVELS, FlowLogObject, folder_state
+from .keys import LEVELS, FlowLogObject, folder_state, parse_key
 
 
 class ConfigurationError(Exception):
@@ -168,6 +168,28 @@ class Scheme:
             )
         values = tuple(_value(k, obj) for k in self.keys)
         return PartitionSpec(values, f"s3://{bucket}/{obj.folder(deepest)}")
+
+    def misspelt(self, values: tuple[str, ...], location: str) -> str | None:
+        """Why an existing partition's values are not the ones this scheme gives its folder, if
+        they are not: the Lambda would create a second partition on that folder."""
+        try:
+            bucket, prefix = split_location(location)
+        except ConfigurationError:
+            return None
+        obj = parse_key(f"{prefix}probe.log.gz")  # the folder read as any file in it would be
+        if obj is None:
+            return None
+        planned = self.plan(bucket, obj)
+        if not isinstance(planned, PartitionSpec) or not same_folder(planned.location, location):
+            return None
+        if planned.values == tuple(values):
+            return None
+        return (
+            f"table {self.table} has partition {list(values)} on {location}, whose folder gives "
+            f"{list(planned.values)}: partitions written as {list(planned.values)} would be a second "
+            "partition on the same folder. Spell values as the folders do (zero-padded; a whole "
+            "date as projection.<key>.format says, else YYYY-MM-DD) or set that format property"
+        )
 
     def date_of(self, values: tuple[str, ...]) -> date | None:
         """The date a partition's values name, or None when its keys hold no whole date."""

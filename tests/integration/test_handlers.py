@@ -314,7 +314,8 @@ def test_cache_saves_glue_calls_in_a_cold_container(classic: None) -> None:
     handlers.reset()
     glue_calls, ddb_calls = CallCounter(glue()), CallCounter(dynamodb())
     handlers.on_object_created(load_event("sqs_s3.json"))
-    assert glue_calls.calls == {"GetTable": 1}
+    # GetTable, and one partition read to check the table's values are spelled as its folders
+    assert glue_calls.calls == {"GetTable": 1, "GetPartitions": 1}
     assert ddb_calls.calls == {"PutItem": 2}  # one conditional claim each, answered "present"
 
 
@@ -444,7 +445,8 @@ def test_1000_events_over_3_partitions_cost_a_handful_of_calls(classic: None) ->
     for event in events:
         assert handlers.on_object_created(event) == {"batchItemFailures": []}
     assert glue_calls.entries["BatchCreatePartition"] == 3  # one create attempt per partition
-    assert glue_calls.calls == {"GetTable": 1, "BatchCreatePartition": 1}  # all three met in the first batch
+    # all three met in the first batch; GetPartitions (one, MaxResults=1) checks the spelling
+    assert glue_calls.calls == {"GetTable": 1, "GetPartitions": 1, "BatchCreatePartition": 1}
     assert ddb_calls.calls == {"PutItem": 3, "BatchWriteItem": 1}  # claim each, mark together
     warm_glue, warm_ddb = CallCounter(glue()), CallCounter(dynamodb())
     for event in events:

@@ -634,7 +634,7 @@ def test_audit_reads_glue_in_parallel_segments(env: None) -> None:
     segments: list[dict[str, int]] = []
     glue().meta.events.register(
         "before-parameter-build.glue.GetPartitions",
-        lambda params, **_: segments.append(params.get("Segment")),
+        lambda params, **_: segments.append(params["Segment"]) if "Segment" in params else None,
     )
     assert main(["audit", "--fix"]) == 0
     # "TotalSegments: Maximum value of 10" (Glue API); moto ignores Segment, AWS does not.
@@ -959,3 +959,39 @@ def test_audit_fix_creates_what_the_lambda_would_for_two_folders_without_a_parti
     report = json.loads(capsys.readouterr().out)
     assert report["created"] == ["/".join(multi_values(DAY))] and len(report["collisions"]) == 1
     assert "/vpc-aaa/" in partitions(glue())[multi_values(DAY)]
+
+
+@pytest.mark.parametrize(
+    ("keys", "location", "existing"),
+    [
+        (MULTI_KEYS, f"s3://{BUCKET}/AWSLogs/", [ACCOUNT, REGION, "2024", "2", "10"]),  # int month
+        ([("dt", "string")], f"s3://{BUCKET}/AWSLogs/{ACCOUNT}/vpcflowlogs/{REGION}/", ["2024/02/10"]),
+    ],
+    ids=["unpadded-month", "dt-without-format"],
+)
+def test_a_table_whose_partitions_are_spelled_otherwise_fails_loudly_instead_of_doubling_a_folder(
+    env: None, keys: list[tuple[str, str]], location: str, existing: list[str]
+) -> None:
+    create_table(glue(), location, keys)
+    key = put(key_at(DAY))
+    _partition_at(tuple(existing), f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}/")
+    for _ in range(2):  # every time: the records reach the DLQ and an alarm
+        with pytest.raises(Exception, match="second partition on the same folder"):
+            handlers.on_object_created(notify(key))
+    assert len(partitions(glue())) == 1
+
+
+def test_audit_of_a_misspelt_table_lists_it_and_creates_no_second_partition(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    key = put(key_at(DAY))
+    _partition_at((ACCOUNT, REGION, "2024", "2", "10"), f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}/")
+    capsys.readouterr()
+    assert main(["audit", "--fix", "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["missing"] == [] and report["created"] == []
+    assert [d["values"] for d in report["shared_location"]] == [f"{ACCOUNT}/{REGION}/2024/2/10"]
+    assert len(partitions(glue())) == 1
+    assert main(["backfill"]) == 1  # backfill would double the folder: it refuses, like the Lambda
+    assert len(partitions(glue())) == 1
