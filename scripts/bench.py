@@ -22,6 +22,7 @@ from contextlib import redirect_stdout
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -112,13 +113,9 @@ def bench_calls() -> list[tuple[str, str, str, str]]:
             rows.append((label, "cold, 3 new partitions", *_split(calls.take())))
             invoke_all(events)  # the same container again
             rows.append((label, "warm", *_split(calls.take())))
-            later = time.time() + 301  # past SEEN_SECONDS and TABLE_REFRESH_SECONDS: it asks again
-            real_time = time.time
-            time.time = lambda: later  # type: ignore[assignment]
-            try:
+            # Past SEEN_SECONDS and TABLE_REFRESH_SECONDS: the container asks again.
+            with mock.patch("time.time", return_value=time.time() + 301):
                 invoke_all(events)
-            finally:
-                time.time = real_time  # type: ignore[assignment]
             rows.append((label, "warm, 5 minutes on", *_split(calls.take())))
             handlers.reset()  # a new container: partitions exist, cache (if any) knows them
             calls = ApiCalls(
