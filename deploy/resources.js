@@ -43,7 +43,7 @@ function glueTableResources(p) {
   const location = `s3://${p.sourceBucket}/${p.flowLogPrefix}`;
   const python = process.env.VPCFLOW_PYTHON || 'python3';
   const args = [
-    '-m', 'vpcflow_partitioner.deploy',
+    '-m', 'vpcflow_partitioner.ops.deploy',
     '--database', p.glueDatabase, '--table', p.glueTable, '--location', location,
     '--layout', p.tableLayout || 'multi-account', '--file-format', p.tableFileFormat || 'text',
     '--hourly', p.tableHourly || 'false', '--create-database', p.createDatabase || 'true',

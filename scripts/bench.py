@@ -47,11 +47,11 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from vpcflow_partitioner import aws, handlers  # noqa: E402
 from vpcflow_partitioner.config import Settings  # noqa: E402
-from vpcflow_partitioner.demo import ApiCalls  # noqa: E402
+from vpcflow_partitioner.ops.demo import ApiCalls  # noqa: E402
+from vpcflow_partitioner.ops.synthetic import object_key  # noqa: E402
 from vpcflow_partitioner.pipeline import Partitioner  # noqa: E402
 from vpcflow_partitioner.scheme import Scheme  # noqa: E402
 from vpcflow_partitioner.sources import DateRange, FolderWalk  # noqa: E402
-from vpcflow_partitioner.synthetic import object_key  # noqa: E402
 
 console = Console(highlight=False)
 CACHE = "bench-cache"

@@ -223,7 +223,9 @@ def test_the_zip_holds_only_the_package(packages: dict[str, Path]) -> None:
     names = zipfile.ZipFile(packages["prod"] / "vpcflow-partitioner.zip").namelist()
     assert names and all(n.startswith("functions/vpcflow_partitioner/") for n in names)
     assert "functions/vpcflow_partitioner/handlers.py" in names
-    assert not any(n.endswith(("cli.py", "demo.py")) or "__pycache__" in n for n in names)
+    # the package minus the operator's subpackage: no console script, audit, demo or init
+    assert not any("/ops/" in n or "__pycache__" in n for n in names)
+    assert {n.rsplit("/", 1)[-1] for n in names} >= {"handlers.py", "pipeline.py", "sources.py", "keys.py"}
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 from helpers import inject_error
-from vpcflow_partitioner import demo, handlers
-from vpcflow_partitioner.cli import main
+from vpcflow_partitioner import handlers
 from vpcflow_partitioner.keys import parse_key
+from vpcflow_partitioner.ops import demo
+from vpcflow_partitioner.ops.cli import main
 
 pytestmark = pytest.mark.e2e
 
@@ -136,6 +137,6 @@ def test_the_demo_command_runs(aws_env: None) -> None:
     out = io.StringIO()
     from rich.console import Console
 
-    assert demo.run_demo(Console(file=out, width=120), days=2) == 0
+    assert demo.run_demo(Console(file=out, width=120), main, days=2) == 0
     text = out.getvalue()
     assert "0 new partitions, 0 Glue writes" in text and "messages in the DLQ: 0" in text

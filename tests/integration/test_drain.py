@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from helpers import BUCKET, DATABASE, TABLE, create_table, load_event, partitions
 from vpcflow_partitioner import aws
-from vpcflow_partitioner.cli import main
 from vpcflow_partitioner.envelopes import Message
+from vpcflow_partitioner.ops.cli import main
+from vpcflow_partitioner.ops.synthetic import object_key
 from vpcflow_partitioner.sources import drain_queue
-from vpcflow_partitioner.synthetic import object_key
 
 ACCOUNT = "123456789012"
 FIRST = datetime(2022, 8, 1, 0, 5, tzinfo=UTC)

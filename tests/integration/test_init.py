@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import ACCOUNT, BUCKET, CLASSIC_LOCATION, load_event, partitions
 from vpcflow_partitioner import aws, handlers
-from vpcflow_partitioner.cli import main
 from vpcflow_partitioner.formats import FIELDS, PARQUET, TableSpec, columns, format_string
+from vpcflow_partitioner.ops.cli import main
 
 DB, TABLE = "flowlogs", "vpc_flow_logs"
 

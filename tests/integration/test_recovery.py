@@ -20,8 +20,8 @@ from helpers import (
     partitions,
 )
 from vpcflow_partitioner import aws, handlers
-from vpcflow_partitioner.cli import main
-from vpcflow_partitioner.synthetic import object_key
+from vpcflow_partitioner.ops.cli import main
+from vpcflow_partitioner.ops.synthetic import object_key
 
 ACCOUNTS = ("111111111111", "222222222222", "333333333333")
 REGIONS = ("us-east-1", "eu-west-1")

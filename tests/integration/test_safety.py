@@ -22,8 +22,8 @@ from helpers import (
     partitions,
 )
 from vpcflow_partitioner import aws, handlers
-from vpcflow_partitioner.cli import main
-from vpcflow_partitioner.synthetic import object_key
+from vpcflow_partitioner.ops.cli import main
+from vpcflow_partitioner.ops.synthetic import object_key
 
 CACHE = "vpcflow-partitioner-cache"
 ACCOUNT = "111111111111"

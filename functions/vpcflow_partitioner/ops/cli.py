@@ -34,15 +34,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from . import aws
-from .audit import Audit, Findings, PruneRefused, Repairs
-from .audit import summary as audit_summary
-from .bootstrap import create_view, init_table, read_object_fields
-from .catalog import CREATED, EXISTS
-from .config import SERVICE, Settings, SettingsError
-from .envelopes import Message
-from .errors import TransientError, UsageError
-from .formats import (
+from .. import aws
+from ..catalog import CREATED, EXISTS
+from ..config import SERVICE, Settings, SettingsError
+from ..envelopes import Message
+from ..errors import TransientError, UsageError
+from ..formats import (
     CLASSIC,
     DEFAULT_FORMAT,
     HIVE,
@@ -56,9 +53,9 @@ from .formats import (
     parse_format,
     view_sql,
 )
-from .pipeline import CACHED, KNOWN, WOULD_CREATE, Partitioner, Report
-from .scheme import ConfigurationError, PartitionSpec
-from .sources import (
+from ..pipeline import CACHED, KNOWN, WOULD_CREATE, Partitioner, Report
+from ..scheme import ConfigurationError, PartitionSpec
+from ..sources import (
     IDLE_RECEIVES,
     WAIT_SECONDS,
     DateRange,
@@ -69,6 +66,10 @@ from .sources import (
     events_to_messages,
     read_event_files,
 )
+from .audit import Audit, Findings, PruneRefused, Repairs
+from .audit import summary as audit_summary
+from .bootstrap import create_view, init_table, read_object_fields
+from .logs import set_log_level
 
 OK, RUNTIME_ERROR, USAGE_ERROR, DRIFT = 0, 1, 2, 3
 
@@ -105,13 +106,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return RUNTIME_ERROR
-
-
-def set_log_level(level: int) -> None:
-    """Set the level of our logger and of every module's child logger (they carry their own)."""
-    for name in [SERVICE, *logging.root.manager.loggerDict]:
-        if name.startswith(SERVICE):
-            logging.getLogger(name).setLevel(level)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -701,7 +695,7 @@ def _progress(console: Console) -> Progress:
 def _demo(args: argparse.Namespace, out: Console, err: Console) -> int:
     from .demo import run_demo
 
-    return run_demo(out, days=args.days)
+    return run_demo(out, main, days=args.days)
 
 
 if __name__ == "__main__":

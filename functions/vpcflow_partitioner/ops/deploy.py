@@ -1,6 +1,6 @@
 """CloudFormation for the Glue database and table, from the same definition as `init`.
 
-serverless.yml (through deploy/resources.js) runs `python -m vpcflow_partitioner.deploy`
+serverless.yml (through deploy/resources.js) runs `python -m vpcflow_partitioner.ops.deploy`
 with only the standard library: this module imports nothing but the pure `formats`.
 """
 
@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from .formats import (
+from ..formats import (
     CLASSIC,
     DEFAULT_FORMAT,
     HIVE,
@@ -41,7 +41,7 @@ def glue_resources(spec: TableSpec, create_database: bool = True) -> dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vpcflow_partitioner.deploy")
+    parser = argparse.ArgumentParser(prog="python -m vpcflow_partitioner.ops.deploy")
     parser.add_argument("--database", required=True)
     parser.add_argument("--table", required=True)
     parser.add_argument("--location", required=True)

@@ -13,7 +13,7 @@ import ipaddress
 import random
 from datetime import datetime
 
-from .formats import DEFAULT_FIELDS, Field
+from ..formats import DEFAULT_FIELDS, Field
 
 
 def object_key(

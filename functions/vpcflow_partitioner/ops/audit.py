@@ -22,14 +22,14 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .cache import item_id
-from .catalog import CREATED, EXISTS, MAX_SEGMENTS, Partition
-from .config import SERVICE
-from .envelopes import Message, ObjectRef
-from .errors import classify
-from .keys import parse_key
-from .pipeline import Partitioner
-from .scheme import (
+from ..cache import item_id
+from ..catalog import CREATED, EXISTS, MAX_SEGMENTS, Partition
+from ..config import SERVICE
+from ..envelopes import Message, ObjectRef
+from ..errors import classify
+from ..keys import parse_key
+from ..pipeline import Partitioner
+from ..scheme import (
     ConfigurationError,
     PartitionSpec,
     Scheme,
@@ -39,7 +39,7 @@ from .scheme import (
     same_folder,
     split_location,
 )
-from .sources import DateRange, FolderWalk
+from ..sources import DateRange, FolderWalk
 
 logger = Logger(service=SERVICE, child=True)
 

@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from . import aws
+from .. import aws
 
 REGION = "us-east-1"
 BUCKET = "demo-flow-logs"
@@ -298,15 +298,17 @@ def configure_function_env() -> None:
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 
-def run_demo(out: Console, days: int = 3) -> int:
-    """Provision, upload, drain, replay, audit --fix; print what happened. Returns 0."""
+def run_demo(out: Console, cli: Callable[[list[str]], int], days: int = 3) -> int:
+    """Provision, upload, drain, replay, audit --fix; print what happened. Returns 0.
+
+    `cli` is the console script's main: the demo runs the commands a user would type.
+    """
     import io
     import logging
     from contextlib import redirect_stdout
 
-    from . import handlers
-    from .cli import main as cli
-    from .cli import set_log_level
+    from .. import handlers
+    from .logs import set_log_level
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     set_log_level(logging.WARNING)  # the decisions are in the tables below
