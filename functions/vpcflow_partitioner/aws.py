@@ -17,10 +17,14 @@ RETRY_CONFIG = Config(
 )
 
 
+def client(service: str, endpoint_url: str = "", region: str = "", profile: str = "") -> Any:
+    """One client per service, endpoint, region and named profile; boto3 reads credentials itself."""
+    return _client(service, endpoint_url, region, profile)  # one cache key however it is called
+
+
 @functools.cache
-def client(service: str, endpoint_url: str = "", region: str = "") -> Any:
-    """One client per service, endpoint and region; boto3 reads credentials itself."""
-    return boto3.session.Session().client(  # type: ignore[call-overload]
+def _client(service: str, endpoint_url: str, region: str, profile: str) -> Any:
+    return boto3.session.Session(profile_name=profile or None).client(  # type: ignore[call-overload]
         service,
         config=RETRY_CONFIG,
         endpoint_url=endpoint_url or None,
@@ -30,4 +34,4 @@ def client(service: str, endpoint_url: str = "", region: str = "") -> Any:
 
 def reset() -> None:
     """Forget the cached clients (tests switch endpoints and credentials)."""
-    client.cache_clear()
+    _client.cache_clear()

@@ -252,6 +252,19 @@ def _catalog_id(catalog_id: str) -> dict[str, str]:
     return {"CatalogId": catalog_id} if catalog_id else {}
 
 
+def database_exists(glue: Any, database: str, catalog_id: str = "") -> bool:
+    """Whether the Glue database exists."""
+    try:
+        glue.get_database(Name=database, **_catalog_id(catalog_id))
+        return True
+    except ClientError as exc:
+        if error_code(exc) == "EntityNotFoundException":
+            return False
+        raise classify(exc, f"Glue GetDatabase {database}") from exc
+    except BotoCoreError as exc:
+        raise classify(exc, f"Glue GetDatabase {database}") from exc
+
+
 def ensure_database(glue: Any, database: str, catalog_id: str = "") -> bool:
     """Create the database unless it exists; True when created."""
     try:
@@ -296,6 +309,12 @@ class TableWriter:
     def update(self, table_input: dict[str, Any]) -> None:
         self._call(
             "UpdateTable", self._glue.update_table, DatabaseName=self.table.database, TableInput=table_input
+        )
+
+    def count_partitions(self) -> int:
+        """How many partitions the table has (GetPartitions without column schemas)."""
+        return sum(
+            1 for _ in Catalog(self._glue, self.table).partitions(segments=MAX_SEGMENTS, columns=False)
         )
 
     def update_partitions(self, descriptor: dict[str, Any]) -> int:

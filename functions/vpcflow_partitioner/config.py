@@ -31,6 +31,7 @@ class Settings:
     # gets its own clients and its own warm state.
     endpoint_url: str = ""
     region: str = ""
+    profile: str = ""  # a named profile (the command line's --profile; boto3 reads AWS_PROFILE itself)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: str) -> Settings:
@@ -56,6 +57,7 @@ class Settings:
             table_refresh_seconds=_int_setting(env, "TABLE_REFRESH_SECONDS", 300, minimum=0),
             endpoint_url=env.get("AWS_ENDPOINT_URL", "").strip(),
             region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip(),
+            profile=env.get("AWS_PROFILE", "").strip(),
         )
 
 

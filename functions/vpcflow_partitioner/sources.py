@@ -10,8 +10,6 @@ confirmed with one short listing that must find a real flow-log object.
 
 from __future__ import annotations
 
-import gzip
-import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +19,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .envelopes import Message, ObjectRef, message_from_body, unwrap
-from .errors import UsageError, classify
+from .envelopes import Message, ObjectRef, message_from_body
+from .errors import classify
 from .keys import LEVELS, FolderState, descend, folder_state, parse_key
 from .scheme import Scheme
 
@@ -69,6 +67,8 @@ class FolderWalk:
         self._lock = threading.Lock()
         self._budget = max_list_calls
         self.list_calls = 0
+        self.folders_walked = 0  # folders listed with the delimiter
+        self.objects_probed = 0  # keys looked at to confirm a leaf holds a flow-log object
         self.truncated = False  # stopped at max_list_calls: what it found is only part
         self.leaf_level = scheme.deepest_level
 
@@ -118,6 +118,8 @@ class FolderWalk:
 
     def _children(self, prefix: str) -> tuple[list[str], str | None]:
         """Subfolders of `prefix`, and a flow-log object directly in it, if any."""
+        with self._lock:
+            self.folders_walked += 1
         children: list[str] = []
         direct: str | None = None
         token: str | None = None
@@ -144,6 +146,8 @@ class FolderWalk:
                 kwargs["ContinuationToken"] = token
             response = self._list(kwargs)
             for item in response.get("Contents") or []:
+                with self._lock:
+                    self.objects_probed += 1
                 obj = parse_key(item["Key"])
                 # Under this leaf by the same reading of its folders, not a deeper copy.
                 if obj is not None and not obj.nested and _leaf_of(obj, self.leaf_level) == folder:
@@ -188,46 +192,6 @@ def sweep_messages(s3: Any, scheme: Scheme, days: int, now: float) -> tuple[list
     walk = FolderWalk(s3, scheme, dates, max_list_calls=SWEEP_LIST_CALLS)
     messages = list(walk.messages())
     return messages, walk.truncated
-
-
-def read_event_files(paths: list[str]) -> Iterator[tuple[str, Any]]:
-    """(label, event) for each JSON document in the files: one per file, or one per line."""
-    for path in paths:
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read()
-            if data[:2] == b"\x1f\x8b":  # gzip's magic number: a saved .json.gz / .ndjson.gz
-                data = gzip.decompress(data)
-            text = data.decode("utf-8-sig")  # a BOM, as some editors write, is not JSON
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-        except (UnicodeDecodeError, EOFError) as exc:
-            raise UsageError(f"cannot read {path}: not UTF-8 text or gzip of it ({exc})") from None
-        try:
-            yield path, json.loads(text)
-            continue
-        except ValueError:
-            pass
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                yield f"{path}:{number}", json.loads(line)
-            except ValueError:
-                yield f"{path}:{number}", _NOT_JSON
-
-
-_NOT_JSON = object()
-
-
-def events_to_messages(label: str, event: Any) -> list[Message]:
-    """Messages of one saved event in any envelope; a line that is not JSON is malformed."""
-    if event is _NOT_JSON:
-        return [Message(label, malformed="not JSON")]
-    envelope = unwrap(event)
-    if envelope.kind == "direct":
-        return [Message(label, m.objects, m.ignored, m.malformed) for m in envelope.messages]
-    return [Message(f"{label}#{m.id}", m.objects, m.ignored, m.malformed) for m in envelope.messages]
 
 
 # What `process` says of each message it was given; only DONE messages are deleted.

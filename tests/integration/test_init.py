@@ -112,7 +112,11 @@ def test_a_different_table_is_reported_and_kept_unless_update(world: None, capsy
     out = capsys.readouterr().out
     assert "columns to add" in out and "vpc_id" in out
     assert len(columns_of()) == 14
-    assert init("--format", wider, "--update") == 0
+    assert init("--format", wider, "--update") == 2  # it rewrites partitions: --yes off a terminal
+    assert len(columns_of()) == 14
+    assert init("--format", wider, "--update", "--dry-run") == 3
+    assert "would rewrite the columns of 2 partitions" in capsys.readouterr().out
+    assert init("--format", wider, "--update", "--yes") == 0
     assert len(columns_of()) == 20
     for values, location in partitions(glue(), DB, TABLE).items():
         sd = glue().get_partition(DatabaseName=DB, TableName=TABLE, PartitionValues=list(values))[
@@ -158,6 +162,11 @@ def test_print_ddl_matches_what_init_creates(world: None, capsys: Any) -> None:
     assert capsys.readouterr().out.startswith(TableSpec(DB, TABLE, CLASSIC_LOCATION).athena_ddl())
 
 
-def test_dry_run_creates_nothing(world: None) -> None:
-    assert init("--dry-run") == 0
+def test_dry_run_creates_nothing_and_says_what_it_would(world: None, capsys: Any) -> None:
+    assert init("--dry-run") == 3  # it would create the database and the table
+    out = capsys.readouterr().out
+    assert "database flowlogs: would create" in out and "table flowlogs.vpc_flow_logs: would create" in out
     assert glue().get_databases()["DatabaseList"] == []
+    assert init() == 0
+    assert "database flowlogs: created" in capsys.readouterr().out
+    assert init("--dry-run") == 0  # in step: nothing to do

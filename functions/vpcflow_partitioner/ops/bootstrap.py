@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..catalog import TableWriter, ensure_database
+from ..catalog import TableWriter, database_exists, ensure_database
 from ..errors import TransientError, classify
 from ..formats import Field, FormatError, TableSpec, fields_from_columns, parse_header
 from ..scheme import TableRef, split_location
@@ -22,53 +22,56 @@ _PARQUET_TAIL_BYTES = 64 * 1024
 
 
 @dataclass
-class InitResult:
-    """What `init` found and did."""
+class InitPlan:
+    """What `init` would do to the catalog: read only, nothing changed yet."""
 
-    database_created: bool = False
-    action: str = ""  # created, unchanged, differs, updated, would create
+    database_exists: bool
+    table_exists: bool
     differences: list[str] = field(default_factory=list)
-    partitions_updated: int = 0
+    partitions: int = 0  # existing partitions an update rewrites (counted only when it differs)
+
+    @property
+    def action(self) -> str:
+        """create, update, or none."""
+        if not self.table_exists:
+            return "create"
+        return "update" if self.differences else "none"
 
 
-def init_table(
-    glue: Any, spec: TableSpec, catalog_id: str = "", *, update: bool = False, dry_run: bool = False
-) -> InitResult:
-    """Create the database and table, or compare with the existing one (and update it if asked)."""
+def plan_init(glue: Any, spec: TableSpec, catalog_id: str = "") -> InitPlan:
+    """Compare the catalog with the table `spec` describes; change nothing."""
     writer = TableWriter(glue, TableRef(catalog_id, spec.database, spec.name))
-    result = InitResult()
-    existing = None
-    if dry_run:
-        try:
-            existing = writer.find()
-        except Exception:  # a missing database reads as a missing table here
-            existing = None
-    else:
-        result.database_created = ensure_database(glue, spec.database, catalog_id)
-        existing = writer.find()
-    wanted = spec.table_input()
+    if not database_exists(glue, spec.database, catalog_id):
+        return InitPlan(database_exists=False, table_exists=False)
+    existing = writer.find()
     if existing is None:
-        result.action = "would create" if dry_run else "created"
-        if not dry_run:
-            writer.create(wanted)
-        return result
-    result.differences = differences(existing, wanted)
-    if not result.differences:
-        result.action = "unchanged"
-        return result
-    keys_differ = [d for d in result.differences if d.startswith("partition keys")]
-    if keys_differ and update:
+        return InitPlan(database_exists=True, table_exists=False)
+    plan = InitPlan(True, True, differences(existing, spec.table_input()))
+    if plan.differences:
+        plan.partitions = writer.count_partitions()
+    return plan
+
+
+def apply_init(glue: Any, spec: TableSpec, plan: InitPlan, catalog_id: str = "") -> int:
+    """Carry out a plan: create the database and the table, or update the table and rewrite
+    every partition's StorageDescriptor (Athena reads each partition's own schema). Returns
+    how many partitions were rewritten."""
+    keys_differ = [d for d in plan.differences if d.startswith("partition keys")]
+    if keys_differ:
         raise FormatError(
             f"{spec.database}.{spec.name}: {keys_differ[0]}; partition keys cannot change in place, "
             "create a table under another name"
         )
-    if not update or dry_run:
-        result.action = "differs"
-        return result
-    writer.update(wanted)
-    result.partitions_updated = writer.update_partitions(spec.storage_descriptor())
-    result.action = "updated"
-    return result
+    writer = TableWriter(glue, TableRef(catalog_id, spec.database, spec.name))
+    if not plan.database_exists:
+        ensure_database(glue, spec.database, catalog_id)
+    if not plan.table_exists:
+        writer.create(spec.table_input())
+        return 0
+    if not plan.differences:
+        return 0
+    writer.update(spec.table_input())
+    return writer.update_partitions(spec.storage_descriptor())
 
 
 def differences(existing: dict[str, Any], wanted: dict[str, Any]) -> list[str]:

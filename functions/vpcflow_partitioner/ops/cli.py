@@ -1,8 +1,10 @@
-"""`vpcflow-partitioner`: init, replay, backfill, audit and demo, all through the one pipeline.
+"""`vpcflow-partitioner`: keep a Glue table of VPC Flow Logs partitioned, from the command line.
 
-Exit codes: 0 done / in step, 1 runtime error (AWS error, permission, missing table or
-bucket), 2 usage or input error, 3 drift found (`audit` without `--fix`, `init` against a
-different table without `--update`).
+Every command goes through the pipeline the Lambda function runs. Exit codes, for every command:
+  0  done, or in step
+  1  runtime error: an AWS error, a permission, a missing table, bucket or queue (one line)
+  2  usage or input error: a bad flag, format string, date or input file
+  3  drift found, or with --dry-run: changes that would be made (terraform's -detailed-exitcode)
 """
 
 from __future__ import annotations
@@ -11,21 +13,21 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import logging
 import sys
 import time
+import traceback
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import IO, Any
 
-from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
@@ -36,7 +38,7 @@ from rich.table import Table
 
 from .. import aws
 from ..catalog import CREATED, EXISTS
-from ..config import SERVICE, Settings, SettingsError
+from ..config import Settings, SettingsError
 from ..envelopes import Message
 from ..errors import TransientError, UsageError
 from ..formats import (
@@ -53,7 +55,7 @@ from ..formats import (
     parse_format,
     view_sql,
 )
-from ..pipeline import CACHED, KNOWN, WOULD_CREATE, Partitioner, Report
+from ..pipeline import CACHED, KNOWN, WOULD_CREATE, Partitioner, Report, is_collision
 from ..scheme import ConfigurationError, PartitionSpec
 from ..sources import (
     IDLE_RECEIVES,
@@ -63,15 +65,17 @@ from ..sources import (
     Unreadable,
     drain_outcome,
     drain_queue,
-    events_to_messages,
-    read_event_files,
 )
 from .audit import Audit, Findings, PruneRefused, Repairs
 from .audit import summary as audit_summary
-from .bootstrap import create_view, init_table, read_object_fields
-from .logs import set_log_level
+from .bootstrap import apply_init, create_view, plan_init, read_object_fields
+from .inputs import EventFile, events_to_messages
+from .logs import configure
 
+PROG = "vpcflow-partitioner"
 OK, RUNTIME_ERROR, USAGE_ERROR, DRIFT = 0, 1, 2, 3
+# Replayed messages go to the pipeline in runs of this many: memory stays flat on any file.
+_REPLAY_CHUNK = 1000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,46 +84,126 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> int:
     """Console-script entry point; returns the exit code."""
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error (2), returned like every other outcome
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2), returned like any outcome
         return int(exc.code or 0)
-    # Decisions are logged as JSON on stderr, so that stdout stays the report (or --json).
-    Logger(service=SERVICE, logger_handler=logging.StreamHandler(sys.stderr))
-    set_log_level(logging.INFO if args.verbose else logging.WARNING)
+    args.stdin = stdin if stdin is not None else sys.stdin.buffer
+    configure(args.verbose)
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         return int(args.run(args, out, err))
     except (UsageError, FormatError, SettingsError) as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        _error(err, exc)
         return USAGE_ERROR
     except NoCredentialsError:
-        err.print("[bold red]error:[/] no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID)")
+        _error(err, "no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID, or pass --profile)")
         return RUNTIME_ERROR
     except (ConfigurationError, TransientError, ClientError, BotoCoreError, PruneRefused) as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        _error(err, exc)
         return RUNTIME_ERROR
     except KeyboardInterrupt:
-        err.print("interrupted")
+        _error(err, "interrupted")
         return RUNTIME_ERROR
+    except Exception as exc:  # never a traceback for the user; -v shows it
+        if args.verbose:
+            traceback.print_exc()
+        _error(err, f"unexpected {type(exc).__name__}: {exc} (run with -v for the traceback)")
+        return RUNTIME_ERROR
+
+
+def _error(err: Console, message: object) -> None:
+    err.print(f"[bold red]error:[/] {escape(str(message))}")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vpcflow-partitioner")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# ---------------------------------------------------------------- the parser
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """aws-cli's options, accepted before or after the subcommand (after it they override)."""
+
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default(False),
+        help="log every decision (JSON lines, stderr)",
+    )
+    group.add_argument(
+        "--region", default=default(""), help="AWS Region (default: $AWS_REGION, else the profile's region)"
+    )
+    group.add_argument(
+        "--profile", default=default(""), help="named profile in ~/.aws/config (default: $AWS_PROFILE)"
+    )
+    group.add_argument(
+        "--endpoint-url",
+        default=default(""),
+        metavar="URL",
+        help="send every AWS call to URL, e.g. a local moto server (default: $AWS_ENDPOINT_URL)",
+    )
+    group.add_argument(
+        "--output",
+        choices=("table", "json"),
+        default=default("table"),
+        help="how the report is printed on stdout (default: table)",
+    )
+    group.add_argument(
+        "--json",
+        dest="output",
+        action="store_const",
+        const="json",
+        default=default("table"),
+        help="--output json",
+    )
+    group.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="vpcflow-partitioner", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=PROG,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `vpcflow-partitioner COMMAND --help` for a command's options and an example.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every decision (JSON, on stderr)")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _global_options(parser, top=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    def command(name: str, summary: str, description: str, examples: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=description,
+            epilog="examples:\n" + examples,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _global_options(sub, top=False)
+        return sub
 
     def table_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--database", default="", help="Glue database (default: $GLUE_DATABASE)")
         p.add_argument("--table", default="", help="Glue table (default: $GLUE_TABLE)")
-        p.add_argument("--catalog-id", default="", help="catalog account id (default: $GLUE_CATALOG_ID)")
-        p.add_argument("--json", action="store_true", help="print a JSON summary instead of tables")
+        p.add_argument(
+            "--catalog-id", default="", help="the catalog's account id (default: $GLUE_CATALOG_ID)"
+        )
 
     def range_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -129,15 +213,23 @@ def _build_parser() -> argparse.ArgumentParser:
             "--until", type=_date, help="last date folder, YYYY-MM-DD (default: the last there is)"
         )
 
-    init = commands.add_parser(
+    def dry_run(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument(
+            "--dry-run",
+            action="store_true",
+            help=f"say what {what} would do and change nothing (exit 3 if anything)",
+        )
+
+    init = command(
         "init",
-        help="create the Glue table (and an Athena view) that matches what AWS delivers",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=_VIEW_HELP,
+        "create the Glue table (and an Athena view) that matches what AWS delivers",
+        "Create the database and table for the flow log's format and layout, or compare an existing "
+        "table with it (exit 3 when it differs; --update applies the difference and rewrites every "
+        "partition's columns).",
+        "  vpcflow-partitioner init --database flowlogs --table vpc_flow_logs \\\n"
+        "      --location s3://my-bucket/AWSLogs/ --multi-account --dry-run\n\n" + _VIEW_HELP,
     )
-    init.add_argument("--database", required=True)
-    init.add_argument("--table", required=True)
-    init.add_argument("--catalog-id", default="")
+    table_options(init)
     init.add_argument(
         "--location", required=True, help="s3://bucket/[prefix/]AWSLogs/[{account}/vpcflowlogs/{region}/]"
     )
@@ -168,11 +260,16 @@ def _build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--hourly", action="store_true", help="hourly partitions (the flow log delivers per hour)"
     )
-    init.add_argument("--update", action="store_true", help="update a table that differs, and its partitions")
+    init.add_argument(
+        "--update",
+        action="store_true",
+        help="update a table that differs, and rewrite its partitions' columns",
+    )
+    init.add_argument("--yes", action="store_true", help="do not ask before --update rewrites partitions")
     init.add_argument(
         "--print-ddl",
         action="store_true",
-        help="print the Athena DDL (and the partition-projection variant); change nothing",
+        help="print the Athena DDL (and a partition-projection variant); change nothing",
     )
     init.add_argument(
         "--view-timezone", default="", help="also create <table>_<zone> with start/end in this IANA zone"
@@ -183,15 +280,24 @@ def _build_parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--athena-output", default="", help="s3:// query result location, if the workgroup has none"
     )
-    init.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
-    init.add_argument("--json", action="store_true")
+    dry_run(init, "init")
     init.set_defaults(run=_init)
 
-    replay = commands.add_parser(
-        "replay", help="replay saved events (any envelope) or drain a queue such as the DLQ"
+    replay = command(
+        "replay",
+        "replay saved events (any envelope) or drain a queue such as the DLQ",
+        "Feed saved events to the pipeline (JSON or NDJSON files, .gz, or - for standard input; "
+        "any envelope the function accepts), or drain an SQS queue: a message is deleted only when "
+        "done, anything else stays in the queue. Asks Glue, never the cache.",
+        "  vpcflow-partitioner replay saved-events.ndjson.gz --dry-run\n"
+        "  aws s3 cp s3://bucket/events.ndjson - | vpcflow-partitioner replay -\n"
+        "  vpcflow-partitioner replay --queue-url https://sqs.eu-west-1.amazonaws.com/123456789012/"
+        "vpcflow-partitioner-prod-dlq --save-unreadable dlq.ndjson",
     )
     table_options(replay)
-    replay.add_argument("files", nargs="*", help="JSON files: one event per file, or one per line (NDJSON)")
+    replay.add_argument(
+        "files", nargs="*", metavar="FILE", help="JSON or NDJSON, gzip or not; - is standard input"
+    )
     replay.add_argument(
         "--queue-url",
         default="",
@@ -212,25 +318,31 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"with --queue-url: long-poll wait per receive; the drain ends after {IDLE_RECEIVES} "
         f"receives in a row bring nothing new (default: {WAIT_SECONDS})",
     )
-    replay.add_argument("--dry-run", action="store_true")
+    dry_run(replay, "replaying the files")
     replay.set_defaults(run=_replay)
 
-    backfill = commands.add_parser(
-        "backfill", help="create the partitions of every date folder in the bucket"
+    backfill = command(
+        "backfill",
+        "create the partitions of every date folder in the bucket",
+        "Walk the table's Location folder by folder (a / delimiter, never every object) and create "
+        "every partition that is missing. Asks Glue, never the cache.",
+        "  vpcflow-partitioner backfill --since 2024-01-01 --dry-run   # plan: exit 3 if it would create any\n"
+        "  vpcflow-partitioner backfill --since 2024-01-01             # apply",
     )
     table_options(backfill)
     range_options(backfill)
-    backfill.add_argument("--dry-run", action="store_true")
+    dry_run(backfill, "backfill")
     backfill.set_defaults(run=_backfill)
 
-    audit = commands.add_parser(
+    audit = command(
         "audit",
-        help="compare the folders in S3 with the partitions in Glue; report every drift",
-        description=(
-            "Report every drift between the bucket and the catalog: missing partitions, orphaned "
-            "ones, wrong Locations, StorageDescriptor drift, folder collisions and folders the table "
-            "cannot represent. Exit 3 when any remains."
-        ),
+        "compare the folders in S3 with the partitions in Glue; report every drift",
+        "Report every drift between the bucket and the catalog: missing partitions, orphaned ones, "
+        "wrong Locations, StorageDescriptor drift, folder collisions, folders the table cannot "
+        "represent, unreachable and shared Locations. Exit 3 while any remains.",
+        "  vpcflow-partitioner audit --since 2024-01-01\n"
+        "  vpcflow-partitioner audit --fix --prune --dry-run\n"
+        "  vpcflow-partitioner audit --fix --prune --yes --cache-table vpcflow-partitioner-prod-cache",
     )
     table_options(audit)
     range_options(audit)
@@ -254,13 +366,17 @@ def _build_parser() -> argparse.ArgumentParser:
     cache.add_argument(
         "--no-cache", action="store_true", help="the deployment has no DynamoDB cache (--prune needs to know)"
     )
-    audit.add_argument(
-        "--dry-run", action="store_true", help="say what --fix and --prune would do; change nothing"
-    )
+    dry_run(audit, "--fix and --prune")
     audit.set_defaults(run=_audit)
 
-    demo = commands.add_parser("demo", help="the whole flow on a local AWS (moto); no account needed")
-    demo.add_argument("--days", type=int, default=3)
+    demo = command(
+        "demo",
+        "the whole flow on a local AWS (moto); no account needed",
+        "Start a moto server on 127.0.0.1, deliver realistic flow logs, let S3 notify SQS and the "
+        "function, then replay, audit and query: what the README's first command shows.",
+        "  vpcflow-partitioner demo --days 3",
+    )
+    demo.add_argument("--days", type=int, default=3, help="days of flow logs to deliver (default: 3)")
     demo.set_defaults(run=_demo)
     return parser
 
@@ -284,14 +400,22 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace, **overrides: str) -> Settings:
+    """Flags first, then the environment (the same variables the function reads)."""
     return Settings.from_env(
-        GLUE_DATABASE=args.database, GLUE_TABLE=args.table, GLUE_CATALOG_ID=args.catalog_id
+        None,
+        GLUE_DATABASE=args.database,
+        GLUE_TABLE=args.table,
+        GLUE_CATALOG_ID=args.catalog_id,
+        AWS_REGION=args.region,
+        AWS_ENDPOINT_URL=args.endpoint_url,
+        AWS_PROFILE=args.profile,
+        **overrides,
     )
 
 
 def _client(settings: Settings, service: str) -> Any:
-    return aws.client(service, settings.endpoint_url, settings.region)
+    return aws.client(service, settings.endpoint_url, settings.region, settings.profile)
 
 
 def _partitioner(settings: Settings, check_spelling: bool = True) -> Partitioner:
@@ -299,13 +423,24 @@ def _partitioner(settings: Settings, check_spelling: bool = True) -> Partitioner
     return Partitioner(settings, _client(settings, "glue"), cache, check_spelling=check_spelling)
 
 
+def _json(args: argparse.Namespace) -> bool:
+    return bool(args.output == "json")
+
+
+def _confirmed(args: argparse.Namespace, err: Console, question: str, what: str) -> bool:
+    """Ask on a terminal; off a terminal, only --yes says yes (a usage error otherwise)."""
+    if args.yes:
+        return True
+    if not (sys.stdin.isatty() and err.is_terminal):
+        raise UsageError(f"{what}: run it on a terminal to confirm, or add --yes")
+    return err.input(question).strip().lower() in ("y", "yes")
+
+
 # ---------------------------------------------------------------- init
 
 
 def _init(args: argparse.Namespace, out: Console, err: Console) -> int:
-    settings = Settings.from_env(
-        GLUE_DATABASE=args.database, GLUE_TABLE=args.table, GLUE_CATALOG_ID=args.catalog_id
-    )
+    settings = _settings(args)
     file_format = args.file_format or TEXT
     if args.from_object:
         fields, detected = read_object_fields(_client(settings, "s3"), args.from_object)
@@ -314,7 +449,7 @@ def _init(args: argparse.Namespace, out: Console, err: Console) -> int:
         fields = parse_format(args.format or DEFAULT_FORMAT)
     layout = HIVE if args.hive else MULTI_ACCOUNT if args.multi_account else CLASSIC
     location = args.location if args.location.endswith("/") else args.location + "/"
-    spec = TableSpec(args.database, args.table, location, fields, file_format, layout, args.hourly)
+    spec = TableSpec(settings.database, settings.table, location, fields, file_format, layout, args.hourly)
     if args.print_ddl:
         out.print(spec.athena_ddl(), markup=False)
         out.print(
@@ -324,43 +459,64 @@ def _init(args: argparse.Namespace, out: Console, err: Console) -> int:
         if args.view_timezone:
             out.print(f"\n{view_sql(spec, args.view_timezone)[1]};", markup=False)
         return OK
-    result = init_table(
-        _client(settings, "glue"), spec, settings.catalog_id, update=args.update, dry_run=args.dry_run
-    )
-    view = ""
-    if args.view_timezone:
-        view, sql = view_sql(spec, args.view_timezone)
-        if not args.dry_run and result.action != "differs":
-            create_view(_client(settings, "athena"), sql, args.workgroup, args.athena_output)
+    glue = _client(settings, "glue")
+    plan = plan_init(glue, spec, settings.catalog_id)
+    if args.update and any(d.startswith("partition keys") for d in plan.differences):
+        raise FormatError(
+            f"{spec.database}.{spec.name}: partition keys cannot change in place ({plan.differences[0]}); "
+            "create a table under another name"
+        )
+    view, sql = view_sql(spec, args.view_timezone) if args.view_timezone else ("", "")
+    apply = not args.dry_run and (plan.action == "create" or (plan.action == "update" and args.update))
+    if apply and plan.action == "update" and plan.partitions:
+        question = f"update {spec.database}.{spec.name} and rewrite {plan.partitions} partitions? [y/N] "
+        if not _confirmed(args, err, question, "--update rewrites every partition's columns"):
+            err.print("nothing changed")
+            apply = False
+    rewritten = apply_init(glue, spec, plan, settings.catalog_id) if apply else 0
+    if view and not args.dry_run and (apply or plan.action == "none"):
+        create_view(_client(settings, "athena"), sql, args.workgroup, args.athena_output)
+    database = "exists" if plan.database_exists else ("created" if apply else "would create")
+    action = {
+        "create": "created" if apply else "would create",
+        "update": "updated" if apply else ("would update" if args.update else "differs"),
+        "none": "unchanged",
+    }[plan.action]
     summary = {
+        "database": spec.database,
+        "database_action": database,
         "table": f"{spec.database}.{spec.name}",
-        "action": result.action,
-        "differences": result.differences,
-        "partitions_updated": result.partitions_updated,
+        "action": action,
+        "differences": plan.differences,
+        "partitions_updated": rewritten,
+        "partitions_would_update": plan.partitions if action == "would update" else 0,
         "format": format_string(fields),
         "file_format": file_format,
         "layout": layout,
         "view": view,
     }
-    if args.json:
+    if _json(args):
         out.print(json.dumps(summary, indent=2), markup=False)
     else:
-        out.print(f"table [bold]{spec.database}.{spec.name}[/]: {result.action}")
-        for difference in result.differences:
-            out.print(f"  [yellow]differs[/] {difference}")
-        if result.action == "differs":
+        out.print(f"database [bold]{escape(spec.database)}[/]: {database}")
+        out.print(f"table [bold]{escape(f'{spec.database}.{spec.name}')}[/]: {action}")
+        for difference in plan.differences:
+            out.print(f"  - {escape(difference)}")
+        if action == "differs":
             out.print("  nothing changed; run again with --update to apply")
-        if result.partitions_updated:
-            out.print(f"  {result.partitions_updated} existing partitions updated to the new columns")
+        if action == "would update":
+            out.print(f"  would rewrite the columns of {plan.partitions} partitions")
+        if rewritten:
+            out.print(f"  {rewritten} existing partitions rewritten to the new columns")
         if view:
-            out.print(
-                f"view [bold]{spec.database}.{view}[/]: {'would create' if args.dry_run else 'created'}"
-            )
+            done = "created" if not args.dry_run and (apply or plan.action == "none") else "would create"
+            out.print(f"view [bold]{escape(spec.database)}.{escape(view)}[/]: {done}")
             out.print(local_day_query(spec, args.view_timezone, date(2022, 8, 29)), markup=False)
-    return DRIFT if result.action == "differs" else OK
+    changes = action in ("would create", "would update", "differs") or database == "would create"
+    return DRIFT if changes or (args.dry_run and view) else OK
 
 
-# ---------------------------------------------------------------- replay / backfill / audit
+# ---------------------------------------------------------------- replay / backfill
 
 
 @dataclass
@@ -374,48 +530,125 @@ class _Totals:
 
     def add(self, report: Report) -> None:
         self.counts.update(report.counts)
-        self.partitions.update(report.outcomes)
+        for spec, outcome in report.outcomes.items():
+            # Across runs (a replay goes in chunks) a partition keeps its best outcome: created
+            # by the first chunk stays "created" when the next one finds it present.
+            known = self.partitions.get(spec)
+            if known is None or _RANK[_word(outcome)] < _RANK[_word(known)]:
+                self.partitions[spec] = outcome
         self.failures += [f"{r.id}: {r.detail}" for r in report.failed]
 
     def summary(self) -> dict[str, Any]:
-        outcomes = Counter(self.partitions.values())
+        outcomes = Counter(_word(o) for o in self.partitions.values())
         return {
-            "events": self.events,
-            "messages": self.messages,
-            "objects": self.objects,
-            "partitions_created": outcomes[CREATED],
-            "partitions_already_present": outcomes[EXISTS] + outcomes[KNOWN] + outcomes[CACHED],
-            "partitions_would_create": outcomes[WOULD_CREATE],
+            "partitions_created": outcomes["created"],
+            "partitions_already_present": outcomes["already present"],
+            "partitions_would_create": outcomes["would create"],
+            "partitions_failed": outcomes["failed"],
+            "collisions": outcomes["collision"],
             "ignored": self.counts["ObjectsIgnored"],
             "unpartitionable": self.counts["ObjectsUnpartitionable"],
             "malformed": self.counts["RecordsMalformed"],
             "failed": len(self.failures),
         }
 
+    def partition_list(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "values": list(spec.values),
+                "location": spec.location,
+                "outcome": _word(outcome),
+                "detail": outcome,
+            }
+            for spec, outcome in sorted(
+                self.partitions.items(), key=lambda item: (item[0].values, item[0].location)
+            )
+        ]
+
+
+_RANK = {"created": 0, "already present": 1, "would create": 2, "collision": 3, "failed": 4}
+
+
+def _word(outcome: str) -> str:
+    """created, already present, would create, collision or failed."""
+    if outcome == CREATED:
+        return "created"
+    if outcome in (EXISTS, KNOWN, CACHED):
+        return "already present"
+    if outcome == WOULD_CREATE:
+        return "would create"
+    return "collision" if is_collision(outcome) else "failed"
+
 
 def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     if bool(args.files) == bool(args.queue_url):
-        raise UsageError("give event files or --queue-url, not both and not neither")
+        raise UsageError(
+            "give event files (or - for standard input) or --queue-url, not both and not neither"
+        )
     if args.save_unreadable and not args.queue_url:
         raise UsageError("--save-unreadable needs --queue-url (unreadable lines in files are already saved)")
     settings = _settings(args)
     partitioner = _partitioner(settings)
+    if args.queue_url:
+        return _drain(args, out, settings, partitioner)
+    sources = [EventFile(path, args.stdin) for path in args.files]  # every file readable, or exit 2 now
+    partitioner.scheme()  # a missing table fails before anything is read
     totals = _Totals()
-    if not args.queue_url:
-        messages = []
-        for label, event in read_event_files(args.files):
-            totals.events += 1
-            messages += events_to_messages(label, event)
-        totals.messages = len(messages)
-        totals.objects = sum(len(m.objects) for m in messages)
-        # Recovery asks Glue, never the cache.
-        totals.add(partitioner.run(messages, now=time.time(), use_cache=False, dry_run=args.dry_run))
-        return _finish(args, out, totals, {}, "replay")
+    empty: list[str] = []
+    with contextlib.ExitStack() as stack, _progress(err, bytes_=True) as progress:
+        for source in sources:
+            stack.enter_context(source)
+        for source in sources:
+            task = progress.add_task(escape(source.path), total=source.size)
+            events = 0
+            for chunk in _chunks(_messages(source, totals), _REPLAY_CHUNK):
+                events += sum(1 for m in chunk if not m.malformed)
+                # Recovery asks Glue, never the cache.
+                totals.add(partitioner.run(chunk, now=time.time(), use_cache=False, dry_run=args.dry_run))
+                progress.update(task, completed=source.position())
+            progress.update(task, completed=source.position())
+            if not events:
+                empty.append(source.path)
+    code = _finish(
+        args,
+        out,
+        totals,
+        {"events": totals.events, "messages": totals.messages, "objects": totals.objects},
+        "replay",
+    )
+    if empty:
+        raise UsageError(
+            f"{', '.join(empty)}: no S3 event in it (JSON or NDJSON of any envelope the function accepts)"
+        )
+    return code
 
+
+def _messages(source: EventFile, totals: _Totals) -> Iterator[Message]:
+    for label, event in source.events():
+        totals.events += 1
+        for message in events_to_messages(label, event):
+            totals.messages += 1
+            totals.objects += len(message.objects)
+            yield message
+
+
+def _chunks(messages: Iterator[Message], size: int) -> Iterator[list[Message]]:
+    chunk: list[Message] = []
+    for message in messages:
+        chunk.append(message)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _drain(args: argparse.Namespace, out: Console, settings: Settings, partitioner: Partitioner) -> int:
     if args.dry_run:
         raise UsageError(
             "--dry-run cannot drain a queue (receiving hides messages); replay saved files instead"
         )
+    totals = _Totals()
     with contextlib.ExitStack() as stack:
         on_unreadable: Callable[[Unreadable], None] | None = None
         if args.save_unreadable:
@@ -453,6 +686,9 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     totals.events = drained.received
     totals.failures += drained.problems
     extra: dict[str, Any] = {
+        "events": drained.received,
+        "messages": totals.messages,
+        "objects": totals.objects,
         "received": drained.received,
         "done": drained.done,
         "kept": drained.kept,
@@ -460,65 +696,83 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
         "unresolved": drained.unresolved,  # kept; an operator has to look
         "unreadable_saved": drained.unreadable if args.save_unreadable else 0,
     }
-    if args.json:
+    if _json(args):
         # The names before done/kept, for scripts that read them.
         extra |= {"deleted": drained.done, "kept_in_queue": drained.kept, "unresolved_messages": unresolved}
     code = _finish(args, out, totals, extra, "replay")
-    if not args.json:
+    if not _json(args):
         for line in unresolved[:20]:
             out.print(f"[yellow]kept[/] {escape(line)}")
         if args.save_unreadable and drained.unreadable:
-            out.print(f"{drained.unreadable} unreadable messages appended to {args.save_unreadable}")
+            out.print(f"{drained.unreadable} unreadable messages appended to {escape(args.save_unreadable)}")
     # Anything kept means the queue still needs attention: a retry (1) or an operator (3).
     if code == OK and drained.failed:
         return RUNTIME_ERROR
     return DRIFT if code == OK and drained.unresolved else code
 
 
-def _walk(
-    args: argparse.Namespace, settings: Settings, partitioner: Partitioner, err: Console
-) -> tuple[FolderWalk, list[Message]]:
+def _backfill(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.since and args.until and args.since > args.until:
         raise UsageError("--since is after --until")
-    walk = FolderWalk(_client(settings, "s3"), partitioner.scheme(), DateRange(args.since, args.until))
-    messages = []
-    with _progress(err) as progress:
-        task = progress.add_task("listing date folders", total=None)
-        for message in walk.messages():
-            messages.append(message)
-            progress.update(
-                task, advance=1, description=f"listing date folders ({walk.list_calls} list calls)"
-            )
-    return walk, messages
-
-
-def _backfill(args: argparse.Namespace, out: Console, err: Console) -> int:
     settings = _settings(args)
     partitioner = _partitioner(settings)
-    walk, messages = _walk(args, settings, partitioner, err)
-    totals = _Totals(events=len(messages), messages=len(messages), objects=len(messages))
+    walk = FolderWalk(_client(settings, "s3"), partitioner.scheme(), DateRange(args.since, args.until))
+    messages = _collect(walk, err)
+    totals = _Totals()
     totals.add(partitioner.run(messages, now=time.time(), use_cache=False, dry_run=args.dry_run))
     extra = {
-        "folders": len(messages),
+        "folders_walked": walk.folders_walked,
+        "folders_with_flow_logs": len(messages),
+        "objects_probed": walk.objects_probed,
         "list_calls": walk.list_calls,
         "glue_create_calls": partitioner.catalog.create_calls,
     }
     return _finish(args, out, totals, extra, "backfill")
 
 
+def _finish(args: argparse.Namespace, out: Console, totals: _Totals, extra: dict[str, Any], what: str) -> int:
+    summary = extra | totals.summary()
+    dry = bool(getattr(args, "dry_run", False))
+    if _json(args):
+        document = summary | {
+            "dry_run": dry,
+            "partitions": totals.partition_list(),
+            "failures": totals.failures,
+        }
+        out.print(json.dumps(document, indent=2), markup=False)
+    else:
+        changed = [p for p in totals.partition_list() if p["outcome"] in ("created", "would create")]
+        if changed and len(changed) <= 50:
+            table = Table(title=f"{what}: partitions {'it would create' if dry else 'created'}")
+            table.add_column("values", overflow="fold")
+            table.add_column("location", overflow="fold")
+            for partition in changed:
+                table.add_row(escape("/".join(partition["values"])), escape(str(partition["location"])))
+            out.print(table)
+        summary_table = Table(title=f"{what} summary", show_header=False)
+        for key, value in summary.items():
+            summary_table.add_row(key.replace("_", " "), str(value))
+        out.print(summary_table)
+        for failure in totals.failures[:20]:
+            out.print(f"[red]failed[/] {escape(failure)}")
+        if dry:
+            would = summary["partitions_would_create"]
+            out.print(f"plan: would create {would} partitions" if would else "plan: nothing to do")
+    if totals.failures:
+        return RUNTIME_ERROR
+    return DRIFT if dry and summary["partitions_would_create"] else OK
+
+
+# ---------------------------------------------------------------- audit
+
+
 def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
     destructive = args.prune and not args.dry_run
-    terminal = sys.stdin.isatty() and err.is_terminal
-    if destructive and not args.yes and not terminal:
+    if destructive and not args.yes and not (sys.stdin.isatty() and err.is_terminal):
         raise UsageError("--prune deletes partitions: run it on a terminal to confirm, or add --yes")
     if args.since and args.until and args.since > args.until:
         raise UsageError("--since is after --until")
-    settings = Settings.from_env(
-        GLUE_DATABASE=args.database,
-        GLUE_TABLE=args.table,
-        GLUE_CATALOG_ID=args.catalog_id,
-        CACHE_TABLE=args.cache_table,
-    )
+    settings = _settings(args, CACHE_TABLE=args.cache_table)
     if args.no_cache:
         settings = dataclasses.replace(settings, cache_table="")
     elif destructive and not settings.cache_table:
@@ -535,10 +789,12 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
         audit.fix(findings, time.time(), repairs)
     if args.prune and findings.orphaned:
         audit.refuse_if_blind(findings)
-        if destructive and not args.yes and not _confirm(findings, err):
-            err.print("nothing pruned")
-        elif destructive:
+        if destructive and not args.yes:
+            _show_orphans(findings, err)
+        if destructive and _confirmed(args, err, "delete them? [y/N] ", "--prune deletes partitions"):
             audit.prune(findings, time.time(), repairs)
+        elif destructive:
+            err.print("nothing pruned")
     report = audit_summary(findings, repairs)
     if args.prune and args.dry_run:
         report["would_prune"] = report["orphaned"]
@@ -546,7 +802,7 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
         report["would_create"] = report["missing"]
         report["would_repoint"] = [m["values"] for m in report["wrong_location"]]
         report["would_rewrite"] = [d["values"] for d in report["descriptor_drift"]]
-    if args.json:
+    if _json(args):
         out.print(json.dumps(report, indent=2), markup=False)
     else:
         _print_audit(out, audit, findings, repairs, report, dry_run=args.dry_run)
@@ -555,23 +811,12 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
     return DRIFT if any(report["remaining"].values()) else OK
 
 
-def _collect(walk: FolderWalk, err: Console) -> list[Message]:
-    messages = []
-    with _progress(err) as progress:
-        task = progress.add_task("listing folders", total=None)
-        for message in walk.messages():
-            messages.append(message)
-            progress.update(task, advance=1, description=f"listing folders ({walk.list_calls} list calls)")
-    return messages
-
-
-def _confirm(findings: Findings, err: Console) -> bool:
+def _show_orphans(findings: Findings, err: Console) -> None:
     err.print(f"--prune will delete {len(findings.orphaned)} partitions whose Location holds no flow log:")
     for partition in findings.orphaned[:20]:
         err.print(f"  {escape('/'.join(partition.values))}  {escape(partition.location)}")
     if len(findings.orphaned) > 20:
         err.print(f"  ... and {len(findings.orphaned) - 20} more")
-    return err.input("delete them? [y/N] ").strip().lower() in ("y", "yes")
 
 
 def _print_audit(
@@ -654,37 +899,23 @@ def _print_audit(
     out.print(f"remaining: {remaining}" if remaining else "remaining: none, the table is in step")
 
 
-def _finish(args: argparse.Namespace, out: Console, totals: _Totals, extra: dict[str, Any], what: str) -> int:
-    summary = totals.summary() | extra
-    if args.json:
-        out.print(json.dumps(summary | {"failures": totals.failures}, indent=2), markup=False)
-    else:
-        changed = sorted(
-            ((s, o) for s, o in totals.partitions.items() if o in (CREATED, WOULD_CREATE)),
-            key=lambda item: item[0].values,
-        )
-        if changed and len(changed) <= 50:
-            table = Table(title=f"{what}: partitions {'to create' if args.dry_run else 'created'}")
-            table.add_column("values", overflow="fold")
-            table.add_column("location", overflow="fold")
-            for spec, _ in changed:
-                table.add_row("/".join(spec.values), spec.location)
-            out.print(table)
-        summary_table = Table(title=f"{what} summary", show_header=False)
-        for key, value in summary.items():
-            summary_table.add_row(key.replace("_", " "), str(value))
-        out.print(summary_table)
-        for failure in totals.failures[:20]:
-            out.print(f"[red]failed[/] {failure}")
-    return RUNTIME_ERROR if totals.failures else OK
+def _collect(walk: FolderWalk, err: Console) -> list[Message]:
+    messages = []
+    with _progress(err) as progress:
+        task = progress.add_task("listing folders", total=None)
+        for message in walk.messages():
+            messages.append(message)
+            progress.update(task, advance=1, description=f"listing folders ({walk.list_calls} list calls)")
+    return messages
 
 
-def _progress(console: Console) -> Progress:
+def _progress(console: Console, bytes_: bool = False) -> Progress:
+    count = DownloadColumn() if bytes_ else MofNCompleteColumn()
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        count,
         TimeElapsedColumn(),
         console=console,
         transient=True,

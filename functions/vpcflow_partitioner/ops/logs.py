@@ -3,8 +3,36 @@
 from __future__ import annotations
 
 import logging
+import sys
+
+from aws_lambda_powertools import Logger
 
 from ..config import SERVICE
+
+# What every LogRecord has; anything else on a record is a structured field of ours.
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class HumanFormatter(logging.Formatter):
+    """`warning: object unpartitionable (key=..., reason=...)`: one line a record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {
+            k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_") and v
+        }
+        detail = ", ".join(f"{k}={v}" for k, v in fields.items())
+        line = f"{record.levelname.lower()}: {record.getMessage()}" + (f" ({detail})" if detail else "")
+        return line.replace("\n", " ")
+
+
+def configure(verbose: bool) -> None:
+    """Decisions go to stderr (stdout stays the report): JSON lines with -v, else one human
+    line per warning."""
+    handler = logging.StreamHandler(sys.stderr)
+    Logger(service=SERVICE, logger_handler=handler)  # the parent of every module's child logger
+    if not verbose:
+        handler.setFormatter(HumanFormatter())
+    set_log_level(logging.INFO if verbose else logging.WARNING)
 
 
 def set_log_level(level: int) -> None:

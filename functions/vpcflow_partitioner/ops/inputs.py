@@ -1,0 +1,120 @@
+"""Saved events for `replay`: files, .gz files and standard input, JSON or NDJSON, streamed.
+
+A file is read line by line when its first line is a JSON document of its own (NDJSON, or a
+one-line event), so memory stays flat however long it is; otherwise it is one document
+(pretty-printed JSON, as `aws s3 cp` or an editor leaves it), read whole. A UTF-8 byte-order
+mark is skipped; gzip is recognised by its magic number, not by the file name.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+from collections.abc import Iterator
+from typing import IO, Any
+
+from ..envelopes import Message, unwrap
+from ..errors import UsageError
+
+NOT_JSON = object()  # stands for a line that is not JSON (a malformed message, counted)
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class EventFile:
+    """One input: a path, or "-" for standard input."""
+
+    def __init__(self, path: str, stdin: IO[bytes]) -> None:
+        self.path = path
+        try:
+            raw: Any = stdin if path == "-" else open(path, "rb")  # noqa: SIM115 (closed in close())
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        # peek() needs a buffered reader; standard input may be a plain stream in tests
+        self._raw: Any = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)
+        self.size: int | None = None
+        if path != "-":
+            self.size = os.fstat(raw.fileno()).st_size
+        self._stream: Any = self._raw
+        if self._raw.peek(2)[:2] == _GZIP_MAGIC:
+            self._stream = gzip.GzipFile(fileobj=self._raw)
+
+    def position(self) -> int:
+        """Bytes of the file (compressed, for gzip) read so far."""
+        try:
+            return self._raw.tell()
+        except OSError:  # a pipe
+            return 0
+
+    def events(self) -> Iterator[tuple[str, Any]]:
+        """(label, JSON document) in order; NOT_JSON for a line of an NDJSON file that is not JSON."""
+        text = io.TextIOWrapper(self._stream, encoding="utf-8-sig")
+        try:
+            yield from self._documents(text)
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"cannot read {self.path}: not UTF-8 text or gzip of it ({exc.reason})"
+            ) from None
+        except (OSError, EOFError) as exc:  # a truncated or corrupt gzip stream
+            raise UsageError(f"cannot read {self.path}: {exc}") from None
+        finally:
+            text.detach()  # the wrapper would close the file (or standard input) when collected
+
+    def _documents(self, text: io.TextIOWrapper) -> Iterator[tuple[str, Any]]:
+        number = 0
+        first = ""
+        for number, line in enumerate(text, start=1):  # noqa: B007 (number is used after the loop)
+            if line.strip():
+                first = line
+                break
+        if not first:
+            return
+        try:
+            document = json.loads(first)
+        except ValueError:
+            document = NOT_JSON
+        if document is not NOT_JSON:
+            yield f"{self.path}:{number}", document
+            for later, line in enumerate(text, start=number + 1):
+                if line.strip():
+                    yield f"{self.path}:{later}", _loads(line)
+            return
+        # Not a document of its own: the whole file is one document (pretty-printed), or an
+        # NDJSON file whose first line is broken.
+        whole = first + text.read()
+        try:
+            yield self.path, json.loads(whole)
+            return
+        except ValueError:
+            pass
+        for offset, line in enumerate(whole.splitlines()):
+            if line.strip():
+                yield f"{self.path}:{number + offset}", _loads(line)
+
+    def close(self) -> None:
+        if self.path != "-":
+            self._raw.close()
+
+    def __enter__(self) -> EventFile:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _loads(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return NOT_JSON
+
+
+def events_to_messages(label: str, event: Any) -> list[Message]:
+    """Messages of one saved event in any envelope; a line that is not JSON is malformed."""
+    if event is NOT_JSON:
+        return [Message(label, malformed="not JSON")]
+    envelope = unwrap(event)
+    if envelope.kind == "direct":
+        return [Message(label, m.objects, m.ignored, m.malformed) for m in envelope.messages]
+    return [Message(f"{label}#{m.id}", m.objects, m.ignored, m.malformed) for m in envelope.messages]
