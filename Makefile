@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 STAGE ?= dev
 PYTEST_WORKERS ?= 2
 
@@ -15,7 +16,13 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+# The demo needs the package and moto's server only (not pytest, mypy, pyarrow or cfn-lint).
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[demo]"
+	touch $(DEMO_STAMP)
 
 venv: $(STAMP)
 
@@ -35,7 +42,7 @@ typecheck: $(STAMP)
 test: $(STAMP) $(NODE_STAMP) lint typecheck
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/vpcflow-partitioner demo
 
 bench: $(STAMP)

@@ -6,6 +6,7 @@ import logging
 import sys
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from ..config import SERVICE
 
@@ -13,8 +14,11 @@ from ..config import SERVICE
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
-class HumanFormatter(logging.Formatter):
-    """`warning: object unpartitionable (key=..., reason=...)`: one line a record."""
+class HumanFormatter(LambdaPowertoolsFormatter):
+    """`warning: object unpartitionable (key=..., reason=...)`: one line a record.
+
+    A powertools formatter still, so that the Logger's append_keys and friends keep working
+    (the demo runs the function's handlers in this same process)."""
 
     def format(self, record: logging.LogRecord) -> str:
         fields = {
@@ -28,10 +32,12 @@ class HumanFormatter(logging.Formatter):
 def configure(verbose: bool) -> None:
     """Decisions go to stderr (stdout stays the report): JSON lines with -v, else one human
     line per warning."""
-    handler = logging.StreamHandler(sys.stderr)
-    Logger(service=SERVICE, logger_handler=handler)  # the parent of every module's child logger
-    if not verbose:
-        handler.setFormatter(HumanFormatter())
+    # The parent of every module's child logger.
+    Logger(
+        service=SERVICE,
+        logger_handler=logging.StreamHandler(sys.stderr),
+        logger_formatter=None if verbose else HumanFormatter(),
+    )
     set_log_level(logging.INFO if verbose else logging.WARNING)
 
 
