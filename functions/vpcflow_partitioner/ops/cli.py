@@ -80,8 +80,7 @@ _REPLAY_CHUNK = 1000
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, exit code 2
-        self.print_usage(sys.stderr)
-        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+        self.exit(USAGE_ERROR, f"error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> int:
@@ -601,8 +600,10 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
         for source in sources:
             task = progress.add_task(escape(source.path), total=source.size)
             events = 0
-            for chunk in _chunks(_messages(source, totals), _REPLAY_CHUNK):
+            for number, chunk in enumerate(_chunks(_messages(source, totals), _REPLAY_CHUNK)):
                 events += sum(1 for m in chunk if not m.malformed)
+                if not events and number == 0 and len(chunk) < _REPLAY_CHUNK:
+                    break  # the whole file, and no event in it: one error line below, no warnings
                 # Recovery asks Glue, never the cache.
                 totals.add(partitioner.run(chunk, now=time.time(), use_cache=False, dry_run=args.dry_run))
                 progress.update(task, completed=source.position())

@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -56,7 +57,7 @@ class EventFile:
             raise UsageError(
                 f"cannot read {self.path}: not UTF-8 text or gzip of it ({exc.reason})"
             ) from None
-        except (OSError, EOFError) as exc:  # a truncated or corrupt gzip stream
+        except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt gzip stream
             raise UsageError(f"cannot read {self.path}: {exc}") from None
         finally:
             text.detach()  # the wrapper would close the file (or standard input) when collected

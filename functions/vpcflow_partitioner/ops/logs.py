@@ -29,15 +29,28 @@ class HumanFormatter(LambdaPowertoolsFormatter):
         return line.replace("\n", " ")
 
 
+class _Stderr:
+    """Whatever sys.stderr is when a record is written (tests and rich swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(verbose: bool) -> None:
     """Decisions go to stderr (stdout stays the report): JSON lines with -v, else one human
     line per warning."""
-    # The parent of every module's child logger.
-    Logger(
-        service=SERVICE,
-        logger_handler=logging.StreamHandler(sys.stderr),
-        logger_formatter=None if verbose else HumanFormatter(),
-    )
+    formatter = LambdaPowertoolsFormatter() if verbose else HumanFormatter()
+    existing = logging.getLogger(SERVICE).handlers
+    if existing and isinstance(existing[0], logging.StreamHandler):
+        # The function's handlers module configured it first (the demo, tests): powertools
+        # keeps its first handler, so that is the one to point at stderr.
+        existing[0].setStream(_Stderr())  # type: ignore[arg-type]
+        existing[0].setFormatter(formatter)
+    else:
+        Logger(service=SERVICE, logger_handler=logging.StreamHandler(_Stderr()), logger_formatter=formatter)  # type: ignore[arg-type]
     set_log_level(logging.INFO if verbose else logging.WARNING)
 
 

@@ -1,0 +1,334 @@
+"""The console script as an AWS operator uses it: aws-cli's options, plan and apply, any input, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import BUCKET, CLASSIC_LOCATION, DATABASE, TABLE, create_table, partitions
+from vpcflow_partitioner import aws
+from vpcflow_partitioner.ops import cli
+from vpcflow_partitioner.ops.cli import main
+from vpcflow_partitioner.ops.inputs import EventFile
+from vpcflow_partitioner.ops.synthetic import object_key
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+SNS_EVENT = (EVENTS / "sns_s3.json").read_text()  # one object, partition 2022-08-29
+
+
+def glue() -> Any:
+    return aws.client("glue", "", "us-east-1")
+
+
+def s3() -> Any:
+    return aws.client("s3", "", "us-east-1")
+
+
+@pytest.fixture
+def env(mocked: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLUE_DATABASE", DATABASE)
+    monkeypatch.setenv("GLUE_TABLE", TABLE)
+    s3().create_bucket(Bucket=BUCKET)
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# ---------------------------------------------------------------- aws-cli's global options
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_version_and_output_before_or_after_the_subcommand(
+    env: None, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    create_table(glue())
+    s3().put_object(
+        Bucket=BUCKET,
+        Key=object_key("123456789012", "us-east-1", datetime(2024, 2, 10, tzinfo=UTC)),
+        Body=b"x",
+    )
+
+    def run(*options: str, dry_run: bool = False) -> int:
+        command = ["backfill", *(["--dry-run"] if dry_run else [])]
+        return main([*options, *command] if where == "before" else [*command, *options])
+
+    assert run("--version") == 0
+    assert capsys.readouterr().out.startswith("vpcflow-partitioner")
+    assert run("--output", "json", dry_run=True) == 3
+    assert json.loads(capsys.readouterr().out)["partitions_would_create"] == 1
+    assert run("--json") == 0
+    assert json.loads(capsys.readouterr().out)["partitions_created"] == 1
+    assert run("-v") == 0  # decisions as JSON lines on stderr
+    assert any(json.loads(line)["message"] == "table read" for line in capsys.readouterr().err.splitlines())
+
+
+def test_region_profile_and_endpoint_url_mean_what_they_mean_in_aws_cli(
+    env: None, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_table(glue())  # in us-east-1
+    assert main(["backfill"]) == 0
+    assert main(["backfill", "--region", "eu-west-1"]) == 1  # no such table there
+    assert "EntityNotFoundException" in one_line(capsys.readouterr().err)
+    config = tmp_path / "config"
+    config.write_text(
+        "[profile elsewhere]\nregion = eu-west-1\naws_access_key_id = testing\naws_secret_access_key = testing\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    aws.reset()
+    assert main(["--profile", "elsewhere", "backfill"]) == 1  # the profile's region
+    assert "EntityNotFoundException" in one_line(capsys.readouterr().err)
+    assert main(["backfill", "--profile", "nosuch"]) == 1
+    assert "nosuch" in one_line(capsys.readouterr().err)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    assert main(["backfill", "--region", "us-east-1", "--endpoint-url", f"http://127.0.0.1:{port}"]) == 1
+    assert f"127.0.0.1:{port}" in one_line(capsys.readouterr().err)
+
+
+def test_every_command_reads_the_table_from_flags_or_the_environment(
+    env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["init", "--location", CLASSIC_LOCATION]) == 0  # GLUE_DATABASE / GLUE_TABLE
+    assert glue().get_table(DatabaseName=DATABASE, Name=TABLE)
+    monkeypatch.delenv("GLUE_TABLE")
+    capsys.readouterr()
+    for command in (["init", "--location", CLASSIC_LOCATION], ["backfill"], ["audit"], ["replay", "x.json"]):
+        assert main(command) == 2
+        assert "GLUE_TABLE" in one_line(capsys.readouterr().err)
+    assert main(["backfill", "--table", TABLE]) == 0
+
+
+def test_every_flag_has_help_and_every_command_a_description_and_an_example() -> None:
+    parser = cli._build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        assert sub.description and "examples:" in (sub.epilog or ""), name
+        for action in sub._actions:
+            assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
+
+
+def test_init_says_when_it_creates_the_database_and_its_dry_run_shows_it(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["init", "--database", "nodb", "--location", CLASSIC_LOCATION]
+    assert main([*args, "--dry-run"]) == 3
+    assert "database nodb: would create" in capsys.readouterr().out
+    assert glue().get_databases()["DatabaseList"] == []
+    assert main(args) == 0
+    assert "database nodb: created" in capsys.readouterr().out
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "database nodb: exists" in out and "unchanged" in out
+
+
+# ---------------------------------------------------------------- replay reads anything a user has
+
+
+def test_replay_reads_standard_input(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    create_table(glue())
+    ndjson = (json.dumps(json.loads(SNS_EVENT)) + "\n").encode()
+    assert main(["replay", "-", "--json"], stdin=io.BytesIO(gzip.compress(ndjson))) == 0
+    assert json.loads(capsys.readouterr().out)["partitions_created"] == 1
+    assert set(partitions(glue())) == {("2022-08-29",)}
+
+
+def test_a_pretty_printed_file_with_a_bom_is_one_event(
+    env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue())
+    path = tmp_path / "saved.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(json.loads(SNS_EVENT), indent=2).encode())
+    assert main(["replay", "--json", str(path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["events"], summary["malformed"], summary["partitions_created"]) == (1, 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"not json at all\n", "no S3 event"),
+        (b"", "no S3 event"),
+        (b'{"hello": "world"}\n', "no S3 event"),
+        (bytes(range(256)), "not UTF-8"),
+        (b"\x1f\x8b\x08\x00broken gzip", "cannot read"),
+    ],
+    ids=["not-json", "empty", "json-but-no-event", "binary", "broken-gzip"],
+)
+def test_a_file_without_an_event_is_one_line_and_exit_2(
+    env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, says: str
+) -> None:
+    create_table(glue())
+    path = tmp_path / "input"
+    path.write_bytes(content)
+    assert main(["replay", str(path)]) == 2
+    assert says in one_line(capsys.readouterr().err)
+
+
+def test_replay_streams_a_big_file(tmp_path: Path) -> None:
+    line = json.dumps(json.loads(SNS_EVENT)) + "\n"
+    path = tmp_path / "big.ndjson"
+    with path.open("w") as handle:
+        for _ in range(20_000):
+            handle.write(line)
+    size = path.stat().st_size
+    with EventFile(str(path), io.BytesIO()) as source:
+        events = source.events()
+        next(events)
+        assert source.position() < 256 * 1024 < size  # the first event did not read the file
+        assert sum(1 for _ in events) == 19_999
+
+
+# ---------------------------------------------------------------- plan and apply, like terraform
+
+
+def test_backfill_plans_then_applies(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    create_table(glue())
+    for day in (10, 11):
+        s3().put_object(
+            Bucket=BUCKET,
+            Key=object_key("123456789012", "us-east-1", datetime(2024, 2, day, tzinfo=UTC)),
+            Body=b"x",
+        )
+    assert main(["backfill", "--dry-run"]) == 3
+    out = capsys.readouterr().out
+    assert "partitions it would create" in out and "plan: would create 2 partitions" in out
+    assert partitions(glue()) == {}
+    assert main(["backfill", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["partitions_created"] == 2 and summary["folders_with_flow_logs"] == 2
+    assert summary["list_calls"] >= 2 and summary["objects_probed"] >= 2 and summary["folders_walked"] >= 1
+    assert [(p["values"], p["outcome"]) for p in summary["partitions"]] == [
+        (["2024-02-10"], "created"),
+        (["2024-02-11"], "created"),
+    ]
+    assert summary["partitions"][0]["location"] == f"{CLASSIC_LOCATION}2024/02/10/"
+    assert main(["backfill", "--dry-run"]) == 0  # in step
+    assert "plan: nothing to do" in capsys.readouterr().out
+
+
+def test_audit_dry_run_says_would(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    create_table(glue())
+    s3().put_object(
+        Bucket=BUCKET,
+        Key=object_key("123456789012", "us-east-1", datetime(2024, 2, 10, tzinfo=UTC)),
+        Body=b"x",
+    )
+    assert main(["audit", "--fix", "--dry-run"]) == 3
+    assert "would be created" in capsys.readouterr().out
+    assert partitions(glue()) == {}
+    assert main(["audit", "--fix"]) == 0
+    out = capsys.readouterr().out
+    assert "fixed: 1 created" in out and "remaining: none" in out
+
+
+# ---------------------------------------------------------------- logs and errors
+
+
+def test_a_warning_is_one_human_line_without_v_and_json_with_it(
+    env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue())
+    path = tmp_path / "saved.ndjson"
+    path.write_text(json.dumps(json.loads(SNS_EVENT)) + "\n{oops\n")
+    assert main(["replay", str(path)]) == 0
+    warning = one_line(capsys.readouterr().err)
+    assert warning.startswith("warning: record malformed") and "not JSON" in warning
+    assert main(["replay", "-v", str(path)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert any(line["level"] == "WARNING" and line["message"] == "record malformed" for line in lines)
+
+
+def _no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    aws.reset()
+
+
+COMMANDS = {
+    "init": ["init", "--location", CLASSIC_LOCATION],
+    "replay": ["replay", str(EVENTS / "sns_s3.json")],
+    "drain": [
+        "replay",
+        "--queue-url",
+        "https://sqs.us-east-1.amazonaws.com/123456789012/nosuch",
+        "--wait-seconds",
+        "1",
+    ],
+    "backfill": ["backfill"],
+    "audit": ["audit"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize(
+    "failure", ["no-credentials", "endpoint-down", "no-database", "no-table", "no-bucket", "no-queue"]
+)
+def test_every_command_fails_in_one_line_with_its_exit_code(
+    mocked: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    failure: str,
+) -> None:
+    monkeypatch.setenv("GLUE_DATABASE", DATABASE)
+    monkeypatch.setenv("GLUE_TABLE", TABLE)
+    argv = list(COMMANDS[command])
+    if failure != "no-bucket":
+        s3().create_bucket(Bucket=BUCKET)
+    if failure not in ("no-database", "no-table") and command != "init":
+        create_table(glue())
+    if failure == "no-table":
+        glue().create_database(DatabaseInput={"Name": DATABASE})
+    if command == "drain" and failure != "no-queue":
+        url = aws.client("sqs", "", "us-east-1").create_queue(QueueName="dlq")["QueueUrl"]
+        argv[2] = url
+    if failure == "no-credentials":
+        _no_credentials(monkeypatch, tmp_path)
+    if failure == "endpoint-down":
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            argv += ["--endpoint-url", f"http://127.0.0.1:{closed.getsockname()[1]}"]
+    code = main(argv)
+    err = capsys.readouterr().err
+    if code == 0:  # the failure does not touch this command (init creates what is missing)
+        assert not err.strip()
+        return
+    assert code == 1, err
+    assert one_line(err).startswith("error:")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["backfill", "--since", "yesterday"],
+        ["audit", "--since", "2024-02-10", "--until", "2024-02-01"],
+        ["replay", "/no/such/file.json"],
+        ["replay"],
+        ["init", "--location", CLASSIC_LOCATION, "--format", "${version} ${nosuchfield}"],
+        ["backfill", "--output", "yaml"],
+        ["nosuchcommand"],
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(
+    env: None, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    create_table(glue())
+    assert main(argv) == 2
+    assert one_line(capsys.readouterr().err)
