@@ -68,17 +68,15 @@ class Catalog:
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, f"Glue GetTable {self.table}") from exc
 
-    def any_partition(self) -> tuple[tuple[str, ...], str] | None:
-        """Values and Location of one partition (the first GetPartitions gives), or None."""
+    def some_partitions(self, count: int = 25) -> list[tuple[tuple[str, ...], str]]:
+        """Values and Location of up to `count` partitions (one GetPartitions page, no columns)."""
         try:
             response = self._glue.get_partitions(
-                TableName=self.table.name, MaxResults=1, ExcludeColumnSchema=True, **self._ids()
+                TableName=self.table.name, MaxResults=count, ExcludeColumnSchema=True, **self._ids()
             )
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, f"Glue GetPartitions {self.table}") from exc
-        for partition in response.get("Partitions") or []:
-            return tuple(partition["Values"]), _location(partition)
-        return None
+        return [(tuple(p["Values"]), _location(p)) for p in response.get("Partitions") or []]
 
     def create(self, scheme: Scheme, specs: Sequence[PartitionSpec]) -> dict[PartitionSpec, str]:
         """Create partitions in calls of at most 100; answer per spec: created, exists or an error code."""

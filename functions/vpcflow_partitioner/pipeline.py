@@ -160,13 +160,13 @@ class Partitioner:
             scheme.create_time,
         )
         if changed and self._check_spelling:
-            # One existing partition, read once per table version: values spelled otherwise
+            # A page of existing partitions, read once per table version: values spelled otherwise
             # than the folders (int months, another date format) would make every partition
             # we create a second one on its folder, read twice by Athena. Refuse loudly.
-            sample = self.catalog.any_partition()
-            problem = scheme.misspelt(*sample) if sample else None
-            if problem:
-                raise ConfigurationError(problem)
+            for values, location in self.catalog.some_partitions():
+                problem = scheme.misspelt(values, location)
+                if problem:
+                    raise ConfigurationError(problem)
         self._scheme, self._read_at = scheme, now
         if changed:
             self._rechecked.clear()

@@ -70,6 +70,7 @@ _ROLES = {
     "aws_region": "region",
     "region": "region",
     "aws_service": "service",
+    "service": "service",  # the Transit Gateway guide's Hive folders: service=vpcflowlogs
 }
 _VARIABLE_LEVELS = ("account", "region", "year", "month", "day", "hour")
 _DATE_TOKENS = re.compile(r"yyyy|yy|MM|dd|HH|'[^']*'|[A-Za-z]")
@@ -182,8 +183,8 @@ class Scheme:
         planned = self.plan(bucket, obj)
         if not isinstance(planned, PartitionSpec) or not same_folder(planned.location, location):
             return None
-        if planned.values == tuple(values):
-            return None
+        if planned.values == tuple(values) or _spelling(planned.values) != _spelling(tuple(values)):
+            return None  # the same, or other values: a wrong Location, which audit reports
         return (
             f"table {self.table} has partition {list(values)} on {location}, whose folder gives "
             f"{list(planned.values)}: partitions written as {list(planned.values)} would be a second "
@@ -276,6 +277,15 @@ _FINGERPRINT_FIELDS = ("columns", "serde", "InputFormat", "OutputFormat")
 def descriptor_drift(table: tuple[Any, ...], partition: tuple[Any, ...]) -> list[str]:
     """Which of the fingerprinted fields differ between a table's and a partition's descriptor."""
     return [name for name, a, b in zip(_FINGERPRINT_FIELDS, table, partition, strict=True) if a != b]
+
+
+def _spelling(values: tuple[str, ...]) -> tuple[tuple[Any, ...], ...]:
+    """Values with spelling set aside: digit runs as numbers, words as they are, separators
+    dropped ("2" and "02", "2024/02/10" and "2024-02-10" read alike; "09" and "10" do not)."""
+    return tuple(
+        tuple(int(part) if part.isdigit() else part for part in re.findall(r"\d+|[A-Za-z]+", value))
+        for value in values
+    )
 
 
 def same_folder(a: str, b: str) -> bool:

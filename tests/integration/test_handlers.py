@@ -314,7 +314,7 @@ def test_cache_saves_glue_calls_in_a_cold_container(classic: None) -> None:
     handlers.reset()
     glue_calls, ddb_calls = CallCounter(glue()), CallCounter(dynamodb())
     handlers.on_object_created(load_event("sqs_s3.json"))
-    # GetTable, and one partition read to check the table's values are spelled as its folders
+    # GetTable, and one page of partitions read to check their values are spelled as their folders
     assert glue_calls.calls == {"GetTable": 1, "GetPartitions": 1}
     assert ddb_calls.calls == {"PutItem": 2}  # one conditional claim each, answered "present"
 
@@ -445,7 +445,7 @@ def test_1000_events_over_3_partitions_cost_a_handful_of_calls(classic: None) ->
     for event in events:
         assert handlers.on_object_created(event) == {"batchItemFailures": []}
     assert glue_calls.entries["BatchCreatePartition"] == 3  # one create attempt per partition
-    # all three met in the first batch; GetPartitions (one, MaxResults=1) checks the spelling
+    # all three met in the first batch; GetPartitions (one page, MaxResults=25) checks the spelling
     assert glue_calls.calls == {"GetTable": 1, "GetPartitions": 1, "BatchCreatePartition": 1}
     assert ddb_calls.calls == {"PutItem": 3, "BatchWriteItem": 1}  # claim each, mark together
     warm_glue, warm_ddb = CallCounter(glue()), CallCounter(dynamodb())

@@ -995,3 +995,158 @@ def test_audit_of_a_misspelt_table_lists_it_and_creates_no_second_partition(
     assert len(partitions(glue())) == 1
     assert main(["backfill"]) == 1  # backfill would double the folder: it refuses, like the Lambda
     assert len(partitions(glue())) == 1
+
+
+# ---------------------------------------------------------------- second review: kills and errors in the clean-up
+
+
+def folder_of(key: str) -> str:
+    return f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}/"
+
+
+def _answer(code: str) -> Any:
+    class _Http:
+        status_code = 400
+        headers: dict[str, str] = {}
+        content = b""
+        raw = None
+
+    return _Http(), {"Error": {"Code": code, "Message": f"injected {code}"}, "ResponseMetadata": {}}
+
+
+def test_a_cache_that_cannot_forget_after_the_delete_gets_its_partition_back(
+    cached: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    live = put(key_at(DAY + timedelta(days=1)))
+    gone = put(key_at(DAY))
+    assert handlers.on_object_created(notify(live, gone)) == {"batchItemFailures": []}
+    s3().delete_object(Bucket=BUCKET, Key=gone)
+    state: dict[str, Any] = {"deleted": False}
+
+    def another_container_marks_present(**_: Any) -> None:  # a late file, acked on Glue's word
+        late = put(key_at(DAY, minute=20))
+        handlers.reset()
+        assert handlers.on_object_created(notify(late)) == {"batchItemFailures": []}
+        state["deleted"] = True
+
+    glue().meta.events.register("before-call.glue.BatchDeletePartition", another_container_marks_present)
+    dynamodb().meta.events.register_first(
+        "before-call.dynamodb.BatchWriteItem",
+        lambda **_: _answer("ProvisionedThroughputExceededException") if state["deleted"] else None,
+    )
+    assert main(["audit", "--prune", "--yes"]) == 1
+    state["deleted"] = False
+    assert multi_values(DAY) in partitions(glue())  # put back: the cache's "present" is true again
+    assert "put back" in capsys.readouterr().out
+
+
+def test_ctrl_c_while_settling_one_orphan_still_settles_the_others(env: None) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    live, one, two = (put(key_at(DAY + timedelta(days=d))) for d in (5, 0, 1))
+    assert handlers.on_object_created(notify(live, one, two)) == {"batchItemFailures": []}
+    s3().delete_object(Bucket=BUCKET, Key=one)
+    s3().delete_object(Bucket=BUCKET, Key=two)
+    state: dict[str, Any] = {"deleted": False}
+    first = folder_of(one).split("/", 3)[3]
+
+    def a_file_lands_in_the_second(**_: Any) -> None:
+        assert handlers.on_object_created(notify(put(key_at(DAY + timedelta(days=1), minute=30))))
+        state["deleted"] = True
+
+    def ctrl_c_while_listing_the_first(params: dict[str, Any], **_: Any) -> None:
+        if state["deleted"] and params.get("Prefix") == first:
+            state["deleted"] = False
+            raise KeyboardInterrupt
+
+    glue().meta.events.register("before-call.glue.BatchDeletePartition", a_file_lands_in_the_second)
+    s3().meta.events.register("before-parameter-build.s3.ListObjectsV2", ctrl_c_while_listing_the_first)
+    assert main(["audit", "--prune", "--no-cache", "--yes"]) == 1  # interrupted
+    assert multi_values(DAY + timedelta(days=1)) in partitions(glue())
+
+
+def test_an_orphan_that_cannot_be_listed_again_is_kept_and_a_failure(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    live, gone = put(key_at(DAY + timedelta(days=5))), put(key_at(DAY))
+    assert handlers.on_object_created(notify(live, gone)) == {"batchItemFailures": []}
+    s3().delete_object(Bucket=BUCKET, Key=gone)
+    prefix = folder_of(gone).split("/", 3)[3]
+    seen: list[int] = []
+
+    def deny_the_second_listing(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Prefix") == prefix and "Delimiter" not in params:
+            seen.append(1)
+
+    s3().meta.events.register("before-parameter-build.s3.ListObjectsV2", deny_the_second_listing)
+    s3().meta.events.register_first(
+        "before-call.s3.ListObjectsV2", lambda **_: _answer("AccessDenied") if len(seen) == 2 else None
+    )
+    capsys.readouterr()
+    assert main(["audit", "--prune", "--no-cache", "--yes", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["restored"] == [] and report["pruned"] == []
+    assert "not checked again" in report["failed"]["/".join(multi_values(DAY))]
+    assert multi_values(DAY) in partitions(glue())
+
+
+@pytest.mark.parametrize("interrupt", [False, True], ids=["pointed-back", "ctrl-c"])
+def test_the_cache_forgets_every_partition_fix_moved_or_pointed_back(
+    cached: None, capsys: pytest.CaptureFixture[str], interrupt: bool
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/", MULTI_KEYS)
+    a_first = put(key_at(DAY, prefix="vpc-aaa/"))
+    assert handlers.on_object_created(notify(a_first)) == {"batchItemFailures": []}  # the cache: A
+    s3().delete_object(Bucket=BUCKET, Key=a_first)
+    put(key_at(DAY, prefix="vpc-bbb/", minute=7))  # B holds the day: the Location is "wrong"
+
+    def during_the_repoint(**_: Any) -> None:
+        if interrupt:
+            raise KeyboardInterrupt
+        # A B file reaches a Lambda (the cache learns B), and a late file lands in A.
+        assert handlers.on_object_created(notify(put(key_at(DAY, prefix="vpc-bbb/", minute=12))))
+        put(key_at(DAY, prefix="vpc-aaa/", minute=14))
+
+    glue().meta.events.register("after-call.glue.BatchUpdatePartition", during_the_repoint)
+    assert main(["audit", "--fix"]) == 1
+    glue().meta.events.unregister("after-call.glue.BatchUpdatePartition", during_the_repoint)
+    where = partitions(glue())[multi_values(DAY)]
+    late = key_at(DAY, prefix="vpc-bbb/" if not interrupt else "vpc-aaa/", minute=40)
+    handlers.reset()  # a cold container: it must ask Glue, not trust a folder the cache remembers
+    capsys.readouterr()
+    assert handlers.on_object_created(notify(put(late))) == {"batchItemFailures": []}
+    unpartitionable = emitted_metrics(capsys.readouterr().out).get("ObjectsUnpartitionable")
+    assert unpartitionable == (0 if same_place(where, late) else 1)
+
+
+def same_place(location: str, key: str) -> bool:
+    return location.rstrip("/") == folder_of(key).rstrip("/")
+
+
+def test_a_partition_pointed_at_another_days_folder_is_no_misspelling(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    tenth = put(key_at(DAY))
+    _partition_at(multi_values(DAY - timedelta(days=1)), folder_of(tenth))  # an off-by-one Location
+    later = put(key_at(DAY + timedelta(days=2)))
+    assert handlers.on_object_created(notify(later)) == {"batchItemFailures": []}  # not refused
+    capsys.readouterr()
+    assert main(["audit", "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert [(d["values"], d["folder_of"]) for d in report["shared_location"]] == [
+        ("/".join(multi_values(DAY - timedelta(days=1))), "/".join(multi_values(DAY)))
+    ]
+    assert "/".join(multi_values(DAY)) not in report["missing"]  # --fix would put a second on it
+
+
+def test_a_transit_gateway_hive_table_with_a_service_key(env: None) -> None:
+    keys = [(k, "string") for k in ("aws-account-id", "service", "aws-region", "year", "month", "day")]
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", keys)
+    key = put(
+        f"AWSLogs/aws-account-id={ACCOUNT}/service=vpcflowlogs/aws-region={REGION}/year=2024/month=02/day=10/"
+        f"{ACCOUNT}_vpcflowlogs_{REGION}_tgw-attach-1_20240210T0005Z_a.log.gz"
+    )
+    assert handlers.on_object_created(notify(key)) == {"batchItemFailures": []}
+    assert partitions(glue()) == {(ACCOUNT, "vpcflowlogs", REGION, "2024", "02", "10"): folder_of(key)}

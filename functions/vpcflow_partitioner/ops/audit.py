@@ -183,8 +183,11 @@ class Audit:
             stored = before.get(values)
             other = stored_on.get(folder_key(next(iter(folders))))
             if stored is None and len(folders) == 1 and other is not None and other != values:
-                # The folder has a partition spelled otherwise: creating ours would make a
-                # second one on it. Listed below as a shared Location, never "missing".
+                # The folder has a partition of other values (spelled otherwise, or pointed at the
+                # wrong day): creating ours would make a second one on it. A shared Location,
+                # never "missing" (listed below when that partition's own folder is not walked).
+                if other in found:
+                    findings.shared_location.append(SharedLocation(other, next(iter(folders)), values))
                 continue
             if len(folders) > 1:
                 findings.collisions.append(
@@ -198,12 +201,15 @@ class Audit:
                 findings.missing[values] = (PartitionSpec(values, location), message)
             elif not same_folder(stored.location, next(iter(folders))):
                 folder = next(iter(folders))
-                if self._holds_flow_logs(stored.location) is False:
+                holds = self._holds_flow_logs(stored.location)
+                if holds is False:
                     findings.wrong_location.append(
                         Relocation(values, stored.location, folder, stored.parameters)
                     )
-                else:  # both the stored Location and the walked folder hold (or may hold) data
+                elif holds is True:  # both the stored Location and the walked folder hold data
                     findings.collisions.append(Collision(values, (folder,), stored.location))
+                else:
+                    findings.unreachable.append(Unreachable(values, stored.location, str(holds)))
             else:
                 drift = descriptor_drift(table_fingerprint, stored.fingerprint)
                 if drift:
@@ -260,31 +266,39 @@ class Audit:
             inputs.append(self._input(drift.values, drift.location, drift.parameters))
         if not inputs:
             return
-        failed = self.partitioner.catalog.update(inputs)
+        moving = [m for m in findings.wrong_location if m.values in relocated]
+        failed: dict[Values, str] = {}
+        try:
+            failed = self.partitioner.catalog.update(inputs)
+        finally:
+            # The cache remembers each partition's folder: every partition that may have moved
+            # (or moved and came back) is forgotten there, also after an error or Ctrl-C, so
+            # the next object is checked against Glue, not a folder the cache remembers.
+            self._forget([m.values for m in moving])
         repairs.failed.update(failed)
         repairs.updated += [d.values for d in findings.descriptor_drift if d.values not in failed]
-        moved = [m for m in findings.wrong_location if m.values in relocated and m.values not in failed]
+        moved = [m for m in moving if m.values not in failed]
         # A Lambda may have acked an object of the old folder on the word of the partition
-        # until the update landed: an old folder that holds logs now gets its partition back.
-        back = [m for m in moved if self._holds_flow_logs(m.location) is not False]
-        if back:
-            undone = self.partitioner.catalog.update(
-                [self._input(m.values, m.location, m.parameters) for m in back]
+        # until the update landed: an old folder that holds logs (or cannot be listed to tell)
+        # gets its partition back, the state before the repair.
+        checks = {m.values: self._holds_flow_logs(m.location) for m in moved}
+        back = [m for m in moved if checks[m.values] is not False]
+        undone = (
+            self.partitioner.catalog.update([self._input(m.values, m.location, m.parameters) for m in back])
+            if back
+            else {}
+        )
+        for move in back:
+            why = (
+                f"{move.location} got flow logs during the repoint"
+                if checks[move.values] is True
+                else f"{move.location} could not be listed after the repoint ({checks[move.values]})"
             )
-            for move in back:
-                repairs.failed[move.values] = (
-                    f"{move.location} got flow logs during the repoint: "
-                    + (
-                        f"could not point back ({undone[move.values]})"
-                        if move.values in undone
-                        else "pointed back"
-                    )
-                    + "; a collision for an operator"
-                )
+            result = (
+                f"could not point back ({undone[move.values]})" if move.values in undone else "pointed back"
+            )
+            repairs.failed[move.values] = f"{why}: {result}; run audit --fix again"
         repairs.relocated += [m.values for m in moved if m not in back]
-        # The cache remembers each partition's folder: a moved partition is forgotten there,
-        # so the next object of its new folder is checked against Glue, not the old folder.
-        self._forget([m.values for m in moved if m not in back])
 
     def _input(
         self, values: Values, location: str, parameters: tuple[tuple[str, str], ...]
@@ -301,10 +315,13 @@ class Audit:
         # Listed once more right before the delete: the prompt may have waited minutes.
         orphans = []
         for partition in findings.orphaned:
-            if self._holds_flow_logs(partition.location) is False:
+            holds = self._holds_flow_logs(partition.location)
+            if holds is False:
                 orphans.append(partition)
-            else:
+            elif holds is True:
                 repairs.restored.append(partition.values)  # kept: an object arrived
+            else:
+                repairs.failed[partition.values] = f"kept, not checked again before the delete: {holds}"
         values = [p.values for p in orphans]
         # Cache first: killed after this line, the partition stays and the cache merely has to
         # ask Glue again. Deleted first, the cache would answer "present" for a partition that
@@ -317,11 +334,35 @@ class Audit:
         finally:
             # Also after an error or Ctrl-C halfway: no folder that holds flow logs is left
             # without its partition, and no cache entry speaks for a deleted one.
-            self._forget(values)
             repairs.failed.update(failed)
-            for partition in orphans:
-                if partition.values not in failed:
-                    self._settle(partition, now, repairs)
+            self._finish_prune([p for p in orphans if p.values not in failed], now, repairs)
+
+    def _finish_prune(self, deleted: list[Partition], now: float, repairs: Repairs) -> None:
+        interrupted: BaseException | None = None
+        try:
+            self._forget([p.values for p in deleted])
+        except Exception as exc:
+            # The cache may still say "present" (a Lambda marked it between the two forgets):
+            # with no partition that would hide every new object. Put the partitions back.
+            created = self.partitioner.catalog.create(
+                self.scheme, [PartitionSpec(p.values, p.location) for p in deleted]
+            )
+            for partition in deleted:
+                back = created.get(PartitionSpec(partition.values, partition.location)) in (CREATED, EXISTS)
+                repairs.failed[partition.values] = f"its cache entry could not be deleted ({exc}): " + (
+                    "the partition was put back"
+                    if back
+                    else "and putting the partition back failed: run backfill"
+                )
+            return
+        for partition in deleted:
+            try:
+                self._settle(partition, now, repairs)
+            except BaseException as exc:  # Ctrl-C too: settle the rest first, then stop
+                repairs.failed[partition.values] = f"deleted, but not checked again ({exc!r}): run audit"
+                interrupted = interrupted or exc
+        if interrupted is not None:
+            raise interrupted
 
     def _settle(self, partition: Partition, now: float, repairs: Repairs) -> None:
         """After a delete: pruned if its Location is still empty, else put back."""
