@@ -287,6 +287,53 @@ def _classic_table(root: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the parent (this process,
+# with its moto server), while VmHWM belongs to the new process image alone.
+_PEAK = (
+    "import sys; from vpcflow_partitioner.ops.cli import main; code = main(sys.argv[1:]); "
+    "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
+    "print('PEAK_KB', hwm, file=sys.stderr); sys.exit(code)"
+)
+
+
+def bench_replay_memory(megabytes: tuple[int, ...] = (1, 50)) -> list[tuple[int, int, float, float]]:
+    """(file MB, events, peak RSS MB, seconds) of `replay FILE` in a new process against a moto server."""
+    import subprocess
+    import tempfile
+
+    from vpcflow_partitioner.ops.demo import local_aws
+
+    template = json.loads((ROOT / "events" / "s3_notification.json").read_text())
+    results = []
+    with local_aws() as endpoint, tempfile.TemporaryDirectory() as tmp:
+        glue = aws.client("glue", endpoint, "us-east-1")
+        create_table(glue)
+        for size in megabytes:
+            path = Path(tmp) / f"saved-{size}.ndjson"
+            events = 0
+            with path.open("w") as handle:
+                while handle.tell() < size * 1_000_000:
+                    record = template["Records"][0]
+                    day = datetime(2022, 1, 1, tzinfo=UTC) + timedelta(
+                        days=events % 60, minutes=events % 1440
+                    )
+                    record["s3"]["object"]["key"] = object_key("123456789012", "us-east-1", day)
+                    handle.write(json.dumps({"Records": [record]}) + "\n")
+                    events += 1
+            started = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-c", _PEAK, "replay", str(path), "--json"],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=dict(os.environ),
+            )
+            seconds = time.perf_counter() - started
+            peak = int(done.stderr.split("PEAK_KB")[1].split()[0]) / 1024
+            results.append((size, events, peak, seconds))
+    return results
+
+
 def main() -> None:
     console.rule("[bold]vpcflow-partitioner benchmark")
     rows = bench_calls()
@@ -324,6 +371,11 @@ def main() -> None:
         "",
     )
     console.print(table)
+    for size, events, peak, took in bench_replay_memory():
+        console.print(
+            f"replay of a {size} MB NDJSON file ({events:,} events, a new process, moto server): "
+            f"peak RSS {peak:.0f} MB, {took:.1f} s"
+        )
     seconds = backfill["walk_seconds"]
     console.print(
         f"the same walk with 20 ms per ListObjectsV2 round trip: {seconds[1]} s listing one call at a time, "
