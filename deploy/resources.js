@@ -19,7 +19,7 @@ async function params(resolveVariable) {
     'tableFileFormat', 'tableHourly', 'tableFormat', 'createTable', 'createDatabase', 'trigger',
     'batchSize', 'batchWindow', 'maxConcurrency', 'cache', 'cacheTtlDays', 'schedule', 'reconcileDays',
     'createWorkgroup', 'athenaBytesCutoff', 'pointInTimeRecovery', 'alarmTopicArn', 'functionTimeout',
-    'maxReceiveCount', 'ignoredAlarmThreshold', 'tableRefreshSeconds',
+    'maxReceiveCount', 'ignoredAlarmThreshold', 'tableRefreshSeconds', 'tracing',
   ];
   const p = {};
   for (const name of names) p[name] = await get(name);
@@ -291,6 +291,7 @@ module.exports.environment = async ({ resolveVariable }) => {
     RECONCILE_DAYS: p.reconcileDays || '2',
     CACHE_TTL_DAYS: p.cacheTtlDays || '35',
     TABLE_REFRESH_SECONDS: p.tableRefreshSeconds || '300',
+    TRACING: p.tracing === 'true' ? 'true' : 'false',
     POWERTOOLS_SERVICE_NAME: 'vpcflow-partitioner',
     POWERTOOLS_METRICS_NAMESPACE: 'VpcFlowPartitioner',
     POWERTOOLS_LOG_LEVEL: 'INFO',

@@ -61,6 +61,12 @@ class Settings:
         )
 
 
+def tracing_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """TRACING=true (the `tracing` deploy param): wrap the handlers in powertools' Tracer."""
+    env = os.environ if environ is None else environ
+    return env.get("TRACING", "").strip().lower() in ("true", "1", "active")
+
+
 def _int_setting(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     text = env.get(name, "").strip()
     if not text:

@@ -6,7 +6,7 @@ invocations). Keys are decoded exactly once, here, by the rule of their source:
 
 - S3 notifications (direct, via SQS, via SNS) carry form-URL-encoded keys
   ("Note that the object keyname value is URL encoded", S3 event message structure):
-  `=` arrives as `%3D`, a space as `+`. powertools' `S3Object.key` leaves them encoded.
+  `=` arrives as `%3D`, a space as `+`.
 - EventBridge "Object Created" events carry the key as stored (not documented as
   encoded; real events show raw `=`), so the raw field is used as it is.
 - S3 Batch Operations tasks carry URL-encoded keys; powertools' `s3_key` decodes them.
@@ -19,11 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote, unquote_plus
 
-from aws_lambda_powertools.utilities.data_classes import SNSEvent, SQSEvent
 from aws_lambda_powertools.utilities.data_classes.s3_batch_operation_event import (
     S3BatchOperationEvent,
 )
-from aws_lambda_powertools.utilities.data_classes.s3_event import S3EventRecord
 
 from .keys import parse_key
 
@@ -69,7 +67,11 @@ def unwrap(event: Any) -> Envelope:
     if isinstance(event, dict):
         records = event.get("Records")
         if isinstance(records, list) and records and _source(records[0]) == "aws:sqs":
-            return Envelope("sqs", tuple(_sqs_message(r) for r in SQSEvent(event).records))
+            # The documented fields, read as dicts: this runs for every record, and powertools'
+            # data-class wrappers cost about as much again as the rest of the parsing.
+            return Envelope(
+                "sqs", tuple(message_from_body(r.get("messageId", ""), r.get("body", "")) for r in records)
+            )
         if "invocationSchemaVersion" in event and "tasks" in event:
             return _batch(event)
     return Envelope("direct", (_message("event", event),))
@@ -79,10 +81,6 @@ def _source(record: Any) -> str | None:
     if not isinstance(record, dict):
         return None
     return record.get("eventSource") or record.get("EventSource")
-
-
-def _sqs_message(record: Any) -> Message:
-    return message_from_body(record.message_id, record.body)
 
 
 def message_from_body(message_id: str, body: str) -> Message:
@@ -134,15 +132,17 @@ def _collect(payload: Any, objects: list[ObjectRef], ignored: list[str], depth: 
 def _collect_record(record: Any, objects: list[ObjectRef], ignored: list[str], depth: int) -> None:
     source = _source(record)
     if source == "aws:s3":
-        s3_record = S3EventRecord(record)
-        if not s3_record.event_name.startswith("ObjectCreated:"):
-            ignored.append(s3_record.event_name)
+        event_name = str(record["eventName"])
+        if not event_name.startswith("ObjectCreated:"):
+            ignored.append(event_name)
             return
-        raw_key = s3_record.s3.get_object.key  # still form-encoded: decode once, here
-        objects.append(ObjectRef(s3_record.s3.bucket.name, unquote_plus(raw_key)))
+        s3 = record["s3"]
+        key = s3["object"]["key"]  # still form-encoded: decode once, here
+        if "%" in key or "+" in key:  # flow-log keys seldom need it; a str check is cheaper
+            key = unquote_plus(key)
+        objects.append(ObjectRef(s3["bucket"]["name"], key))
     elif source == "aws:sns":
-        message = SNSEvent({"Records": [record]}).sns_message
-        _collect(_loads(message, "SNS message"), objects, ignored, depth + 1)
+        _collect(_loads(record["Sns"]["Message"], "SNS message"), objects, ignored, depth + 1)
     else:
         raise _Malformed(f"unknown record source {source!r}")
 

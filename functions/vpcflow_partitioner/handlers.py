@@ -1,24 +1,25 @@
 """Lambda entry points. Thin: unwrap, one call into the pipeline, answer as the invoker expects.
 
-Warm-container state (the table's scheme and the seen-set) lives in this module, keyed by
-the settings, so that a container that already knows a partition makes no AWS call for it.
+Warm-container state (the settings, the table's scheme, the seen-set) lives in this module,
+so that a container that already knows a partition makes no AWS call for it. The settings are
+read once per container: Lambda starts new containers when the configuration changes.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.s3_batch_operation_event import (
     S3BatchOperationResponseRecord,
 )
 
 from . import aws
-from .config import SERVICE, Settings
+from .config import SERVICE, Settings, tracing_enabled
 from .envelopes import Envelope, unwrap
 from .errors import TransientError
 from .pipeline import Partitioner, Report
@@ -27,7 +28,32 @@ from .sources import sweep_messages
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="VpcFlowPartitioner", service=SERVICE)
-tracer = Tracer(service=SERVICE)
+# CacheHits alone is no reason to print a metrics document: a warm container sees thousands
+# of objects of known partitions. They are published with the next invocation that publishes
+# anything else, or once this many seconds have passed.
+CACHE_HITS_EVERY = 60.0
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
+
+
+def _traced(handler: _Handler) -> _Handler:
+    """powertools' Tracer around the handler with TRACING=true (the `tracing` deploy param);
+    without it the X-Ray SDK is never imported, which is most of a cold start's import time."""
+    if not tracing_enabled():
+        return handler
+    from aws_lambda_powertools import Tracer
+
+    return Tracer(service=SERVICE).capture_lambda_handler(capture_response=False)(handler)  # type: ignore[return-value]
+
+
+@functools.cache
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+class _CacheHits:
+    pending = 0
+    published_at = 0.0
 
 
 @functools.cache
@@ -43,7 +69,9 @@ def _partitioner(settings: Settings) -> Partitioner:
 
 def reset() -> None:
     """Forget warm-container state and clients (a new container, for tests)."""
+    _settings.cache_clear()
     _partitioner.cache_clear()
+    _CacheHits.pending, _CacheHits.published_at = 0, 0.0
     aws.reset()
 
 
@@ -58,23 +86,23 @@ def on_schedule(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@_traced
 def _on_object_created(event: dict[str, Any], context: Any) -> dict[str, Any]:
     envelope = unwrap(event)
-    partitioner = _partitioner(Settings.from_env())
+    partitioner = _partitioner(_settings())
+    now = time.time()
     try:
-        report = partitioner.run(envelope.messages, now=time.time())
+        report = partitioner.run(envelope.messages, now=now)
     except ConfigurationError as exc:
         # Loud, every time: the records go back to their retry path and on to the DLQ.
         logger.error("configuration error", error=str(exc))
-        metrics.add_metric("RecordsFailed", MetricUnit.Count, len(envelope.messages))
+        _publish({"RecordsFailed": len(envelope.messages)}, now)
         if envelope.kind == "batch":
             return _batch_response(envelope, None, permanent=str(exc))
         raise
-    _publish(report)
+    _publish(report.metrics(), now)
     if envelope.kind == "sqs":
-        return _sqs_response(event, report, context)
+        return _sqs_response(report)
     if envelope.kind == "batch":
         return _batch_response(envelope, report)
     if report.failed:
@@ -83,10 +111,9 @@ def _on_object_created(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@_traced
 def _on_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    settings = Settings.from_env()
+    settings = _settings()
     partitioner = _partitioner(settings)
     now = time.time()
     scheme = partitioner.scheme(now)
@@ -98,7 +125,7 @@ def _on_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
     # The sweep asks Glue, never the cache: it exists to repair what the cache missed.
     report = partitioner.run(messages, now=now, use_cache=False)
-    _publish(report)
+    _publish(report.metrics(), now)
     if report.failed:
         raise TransientError("; ".join(r.detail for r in report.failed))
     if truncated:
@@ -111,27 +138,34 @@ def _on_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _summary(report)
 
 
-def _publish(report: Report) -> None:
-    for name, count in report.metrics().items():
+def _publish(counts: dict[str, int], now: float) -> None:
+    """One EMF document on stdout for what happened, unless it was only cache hits."""
+    counts = dict(counts)
+    _CacheHits.pending += counts.pop("CacheHits", 0)
+    _CacheHits.published_at = _CacheHits.published_at or now  # the clock starts with the container
+    if not counts and (not _CacheHits.pending or now - _CacheHits.published_at < CACHE_HITS_EVERY):
+        return
+    if _CacheHits.pending:
+        counts["CacheHits"] = _CacheHits.pending
+    _CacheHits.pending, _CacheHits.published_at = 0, now
+    for name, count in counts.items():
         metrics.add_metric(name, MetricUnit.Count, count)
+    metrics.flush_metrics()
 
 
 def _summary(report: Report) -> dict[str, Any]:
     return {"messages": len(report.results), **report.metrics()}
 
 
-def _sqs_response(event: dict[str, Any], report: Report, context: Any) -> dict[str, Any]:
-    failed = {r.id: r.detail for r in report.failed}
-
-    def check(record: Any) -> None:
-        if record.message_id in failed:
-            raise TransientError(failed[record.message_id])
-
-    # Return the partial response even when every record failed: SQS redelivers each.
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    return dict(
-        process_partial_response(event=event, record_handler=check, processor=processor, context=context)
-    )
+def _sqs_response(report: Report) -> dict[str, Any]:
+    # The partial batch response of an event source mapping with ReportBatchItemFailures:
+    # {"batchItemFailures": [{"itemIdentifier": messageId}]} ("Handling errors for an SQS event
+    # source", Lambda guide), also when every record failed: SQS redelivers each of them.
+    # Written out rather than through powertools' BatchProcessor, which costs more per record
+    # than the whole of our pipeline on a warm container.
+    for result in report.failed:
+        logger.warning("record failed", message_id=result.id, reason=result.detail)
+    return {"batchItemFailures": [{"itemIdentifier": r.id} for r in report.failed]}
 
 
 def _batch_response(envelope: Envelope, report: Report | None, permanent: str = "") -> dict[str, Any]:

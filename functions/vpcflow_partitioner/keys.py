@@ -42,6 +42,14 @@ def _layout(style: int) -> re.Pattern[str]:
     return re.compile(rf"^(?P<prefix>(?:.*/)?)AWSLogs/{daily}/(?:{names['hour']}/)?(?P<file>{_FILE})$")
 
 
+_FILE_NAME = re.compile(rf"^{_FILE}$")
+
+
+def is_flow_log_name(name: str) -> bool:
+    """Whether a file name (no folder) is one a flow log writes: `*.log.gz`, `*.log.parquet`."""
+    return _FILE_NAME.match(name) is not None
+
+
 _PLAIN = _layout(0)
 _HIVE = _layout(1)
 _FOLDER_NAMES = {

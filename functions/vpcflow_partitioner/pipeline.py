@@ -20,7 +20,7 @@ from .catalog import CREATED, EXISTS, Catalog
 from .config import SERVICE, Settings
 from .envelopes import Message, ObjectRef
 from .errors import TransientError
-from .keys import parse_key
+from .keys import is_flow_log_name, parse_key
 from .scheme import ConfigurationError, PartitionSpec, Scheme, Skip, TableRef, same_folder
 
 logger = Logger(service=SERVICE, child=True)
@@ -36,6 +36,7 @@ _FAILED = "failed"  # a Skip that could not be confirmed against a fresh table: 
 # A negative decision (outside the Location, unpartitionable) is final for the object, so
 # it is taken against a table read during this invocation, once per kind of folder.
 _RECHECK_MEMORY = 10_000
+_PLAN_MEMORY = 4096
 
 # A claim held by another invocation usually turns into `present` within one Glue call;
 # look again a few times before failing the record back to its retry mechanism.
@@ -58,10 +59,17 @@ class MessageResult:
 
     id: str
     ok: bool
-    detail: str
+    notes: tuple[str, ...] = ()  # why it failed, or what was ignored or skipped
     # Acked, but it holds something replay cannot fix and an operator should see: a body
     # that is not an event, an object the table cannot represent, a folder collision.
     unresolved: bool = False
+    done: tuple[tuple[tuple[str, ...], str], ...] = ()  # (partition values, outcome)
+
+    @property
+    def detail(self) -> str:
+        """One line for people (built only when asked: a warm SQS batch never needs it)."""
+        parts = sorted(f"{'/'.join(values)} {outcome}" for values, outcome in self.done)
+        return "; ".join(parts + list(self.notes)) or "nothing to do"
 
 
 @dataclass
@@ -136,6 +144,8 @@ class Partitioner:
         self._scheme: Scheme | None = None
         self._read_at = 0.0
         self._rechecked: set[tuple[str, str]] = set()  # folders whose negative decision was re-checked
+        self._plans: dict[tuple[str, str], PartitionSpec | Skip] = {}  # (bucket, folder) -> plan
+        self._plans_for: Scheme | None = None
 
     def scheme(self, now: float | None = None) -> Scheme:
         """The table's scheme: read with GetTable, again once TABLE_REFRESH_SECONDS have passed.
@@ -232,10 +242,23 @@ class Partitioner:
         allowed = self.settings.source_buckets
         if allowed and bucket not in allowed:
             return Skip("ignored", "bucket not in SOURCE_BUCKETS")
-        obj = parse_key(key)
-        if obj is None:
+        # A flow log writes a file every five minutes into the same folder, and what a key
+        # plans to depends on its folder alone once its file name is a flow-log file's: plan
+        # each folder once per table version.
+        folder, _, name = key.rpartition("/")
+        if not is_flow_log_name(name):
             return Skip("ignored", "not a flow-log object")
-        return scheme.plan(bucket, obj)
+        if self._plans_for is not scheme:
+            self._plans, self._plans_for = {}, scheme
+        memo = (bucket, folder)
+        plan = self._plans.get(memo)
+        if plan is None:
+            obj = parse_key(key)
+            plan = Skip("ignored", "not a flow-log object") if obj is None else scheme.plan(bucket, obj)
+            if len(self._plans) >= _PLAN_MEMORY:
+                self._plans.clear()
+            self._plans[memo] = plan
+        return plan
 
     def _plan(
         self, scheme: Scheme, messages: list[Message]
@@ -294,20 +317,19 @@ class Partitioner:
                 report.counts["ObjectsUnpartitionable"] += 1
                 logger.warning("object unpartitionable", bucket=ref.bucket, key=ref.key, reason=reason)
                 notes.append(f"unpartitionable: {reason}")
-            failures = failed + sorted(
-                f"{'/'.join(s.values)}: {report.outcomes[s]}"
-                for s in specs
-                if report.outcomes[s] not in _DONE
-            )
-            if failures:
+            outcomes = report.outcomes
+            if failed or any(outcomes[s] not in _DONE for s in specs):
+                failures = failed + sorted(
+                    f"{'/'.join(s.values)}: {outcomes[s]}" for s in specs if outcomes[s] not in _DONE
+                )
                 report.counts["RecordsFailed"] += 1
-                report.results.append(MessageResult(message.id, False, "; ".join(failures)))
+                report.results.append(MessageResult(message.id, False, tuple(failures)))
                 continue
-            done = sorted(f"{'/'.join(s.values)} {report.outcomes[s]}" for s in specs)
-            unresolved = any(note.startswith(("malformed", "unpartitionable")) for note in notes)
-            report.results.append(
-                MessageResult(message.id, True, "; ".join(done + notes) or "nothing to do", unresolved)
+            unresolved = bool(notes) and any(
+                note.startswith(("malformed", "unpartitionable")) for note in notes
             )
+            done = tuple((s.values, outcomes[s]) for s in specs)
+            report.results.append(MessageResult(message.id, True, tuple(notes), unresolved, done))
         for reason, count in ignored.items():
             logger.info("objects ignored", reason=reason, count=count)
 
@@ -337,7 +359,7 @@ class Partitioner:
             group[0]
             for group in groups.values()
             if resolved[group[0]].outcome in (KNOWN, CACHED)
-            and any(not same_folder(resolved[group[0]].location, s.location) for s in group)
+            and any(not _same(resolved[group[0]].location, s.location) for s in group)
         ]
         if unconfirmed:
             confirmed = self._resolve(unconfirmed, scheme, now, counts, False, dry_run)
@@ -348,7 +370,7 @@ class Partitioner:
         for group in groups.values():
             result = resolved[group[0]]
             for spec in group:
-                if result.outcome in _DONE and not same_folder(result.location, spec.location):
+                if result.outcome in _DONE and not _same(result.location, spec.location):
                     outcomes[spec] = _COLLISION + result.location
                 else:
                     outcomes[spec] = result.outcome
@@ -544,6 +566,10 @@ class Partitioner:
         for spec in pending:
             resolved[spec] = _Resolved("being created by another invocation; retry")
         return resolved
+
+
+def _same(a: str, b: str) -> bool:
+    return a == b or same_folder(a, b)  # the same string nearly always: skip the normalising
 
 
 def _fail_negatives(

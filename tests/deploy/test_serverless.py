@@ -21,7 +21,7 @@ BUILD = ROOT / ".build" / "tests"
 VARIANTS = {
     "dev": ["--stage", "dev"],
     "prod": ["--stage", "prod"],
-    "eventbridge": ["--stage", "staging", "--param", "trigger=eventbridge"],
+    "eventbridge": ["--stage", "staging", "--param", "trigger=eventbridge", "--param", "tracing=true"],
     "s3-nocache": [
         "--stage",
         "small",
@@ -219,6 +219,19 @@ def test_functions_and_layer(packages: dict[str, Path]) -> None:
     )
 
 
+@pytest.mark.parametrize(("name", "mode"), [("dev", None), ("prod", None), ("eventbridge", "Active")])
+def test_tracing_is_a_param_off_by_default(packages: dict[str, Path], name: str, mode: str | None) -> None:
+    functions = [
+        r["Properties"]
+        for r in template(packages, name)["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function"
+    ]
+    assert functions
+    for function in functions:
+        assert (function.get("TracingConfig") or {}).get("Mode") == mode  # none: PassThrough
+        assert function["Environment"]["Variables"]["TRACING"] == ("true" if mode else "false")
+
+
 def test_the_zip_holds_only_the_package(packages: dict[str, Path]) -> None:
     names = zipfile.ZipFile(packages["prod"] / "vpcflow-partitioner.zip").namelist()
     assert names and all(n.startswith("functions/vpcflow_partitioner/") for n in names)
@@ -277,6 +290,7 @@ def test_the_zip_runs_as_lambda_imports_it(
             "import importlib; module = importlib.import_module('functions.vpcflow_partitioner.handlers')\n"
             "print(json.dumps(module.on_object_created(json.load(open(sys.argv[3])), None)))\n"
             "assert 'rich' not in sys.modules and 'moto' not in sys.modules\n"
+            "assert 'aws_xray_sdk' not in sys.modules  # tracing is off by default\n"
         )
         # -I -S: no site-packages at all; only the unzipped task and the runtime's libraries
         result = subprocess.run(

@@ -453,3 +453,45 @@ def test_1000_events_over_3_partitions_cost_a_handful_of_calls(classic: None) ->
         handlers.on_object_created(event)
     assert warm_glue.total == 0 and warm_ddb.total == 0
     assert len(partitions(glue())) == 3
+
+
+@pytest.mark.parametrize(("tracing", "imported"), [("", False), ("false", False), ("true", True)])
+def test_the_xray_sdk_is_imported_only_when_tracing_is_on(tracing: str, imported: bool) -> None:
+    import os
+    import subprocess
+    import sys
+
+    program = (
+        "import sys; import vpcflow_partitioner.handlers as h\n"
+        "print('aws_xray_sdk' in sys.modules, 'xray' in repr(h._on_object_created.__wrapped__).lower())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRACING"} | {"TRACING": tracing}
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.split()[0] == str(imported)
+
+
+def test_settings_are_read_once_per_container(classic: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert handlers.on_object_created(load_event("sqs_s3.json")) == {"batchItemFailures": []}
+    monkeypatch.setenv("GLUE_TABLE", "no_such_table")  # Lambda never changes a running container's env
+    assert handlers.on_object_created(load_event("sqs_s3.json")) == {"batchItemFailures": []}
+    handlers.reset()  # a new container reads the new configuration
+    with pytest.raises(Exception, match="EntityNotFoundException"):
+        handlers.on_object_created(load_event("sqs_s3.json"))
+
+
+def test_an_invocation_of_cache_hits_alone_prints_no_metrics_document(
+    classic: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handlers.on_object_created(load_event("sqs_s3.json"))  # creates two partitions: a document
+    assert emitted_metrics(capsys.readouterr().out) == {"PartitionsCreated": 2}
+    for _ in range(5):
+        handlers.on_object_created(load_event("sqs_s3.json"))
+    assert '"_aws"' not in capsys.readouterr().out  # warm, cache hits only: nothing printed
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + handlers.CACHE_HITS_EVERY + 1)
+    handlers.on_object_created(load_event("sqs_s3.json"))
+    assert emitted_metrics(capsys.readouterr().out) == {"CacheHits": 12}  # all of them, a minute on
+    handlers.on_object_created(json.loads(s3_body(flow_key("2022-08-31"))))
+    assert emitted_metrics(capsys.readouterr().out) == {"PartitionsCreated": 1}

@@ -262,6 +262,7 @@ def test_on_schedule_sweeps_recent_days_only(env: None, monkeypatch: pytest.Monk
     assert {v[0] for v in partitions(glue())} == {f"{now - timedelta(days=d):%Y-%m-%d}" for d in (0, 1)}
     assert counter.calls["BatchGetPartition"] == 1  # asks Glue, not the cache
     monkeypatch.setenv("RECONCILE_DAYS", "7")
+    handlers.reset()  # a configuration change reaches new containers (the settings are read once)
     handlers.on_schedule({})
     assert len(partitions(glue())) == 4
 

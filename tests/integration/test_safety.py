@@ -72,6 +72,12 @@ def cached(env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     create_cache()
 
 
+def cli_json(out: str) -> Any:
+    """The command's JSON report, after any metrics lines a Lambda run in the same process printed."""
+    lines = out.splitlines()
+    return json.loads("\n".join(lines[max(i for i, line in enumerate(lines) if line == "{") :]))
+
+
 def put(key: str) -> str:
     s3().put_object(Bucket=BUCKET, Key=key, Body=b"x")
     return key
@@ -663,7 +669,7 @@ def test_prune_brings_back_a_partition_whose_folder_got_an_object_during_the_del
     capsys.readouterr()
     assert main(["audit", "--prune", "--yes", "--json"]) == 0
     out = capsys.readouterr().out  # the Lambda's metrics lines come first
-    report = json.loads(out[out.rindex("\n{\n") :])
+    report = cli_json(out)
     assert report["restored"] == ["/".join(multi_values(DAY))] and report["pruned"] == []
     assert multi_values(DAY) in partitions(glue())
 
@@ -905,7 +911,7 @@ def test_an_object_in_the_old_folder_during_a_repoint_points_the_partition_back(
     capsys.readouterr()
     assert main(["audit", "--fix", "--json"]) == 1
     out = capsys.readouterr().out
-    report = json.loads(out[out.rindex("\n{\n") :])
+    report = cli_json(out)
     assert acked == [{"batchItemFailures": []}] and report["relocated"] == []
     assert "pointed back" in report["failed"]["/".join(multi_values(DAY))]
     assert partitions(glue())[multi_values(DAY)] == old  # the acked object stays covered
