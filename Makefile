@@ -10,7 +10,7 @@ PYTEST_WORKERS ?= 2
 
 NODE_STAMP := node_modules/.installed
 
-.PHONY: venv test lint typecheck demo bench package deploy clean
+.PHONY: venv test lint typecheck demo bench precompile package deploy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,14 +48,23 @@ demo: $(DEMO_STAMP)
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
 
+# The function runs on python3.12: its bytecode in the zip saves compiling our modules at every
+# cold start (~20 ms of ~40). Checked-hash .pyc files stay valid whatever times the zip keeps.
+PY312 := $(shell for p in $(HOME)/.pyenv/versions/3.12*/bin/python3.12 $$(command -v python3.12); do \
+	"$$p" -c "" 2>/dev/null && { echo "$$p"; break; }; done)
+precompile:
+	@if [ -n "$(PY312)" ]; then \
+		$(PY312) -m compileall -q --invalidation-mode checked-hash -x '/ops/' functions/vpcflow_partitioner; \
+	else echo "no python3.12 here: the zip carries no bytecode, so each cold start compiles our modules"; fi
+
 # Offline, no AWS credentials needed: the CloudFormation template and the zip in .build/package-$(STAGE)
-package: $(STAMP) $(NODE_STAMP)
+package: $(STAMP) $(NODE_STAMP) precompile
 	VPCFLOW_PYTHON=$(abspath $(BIN)/python) npx serverless package --stage $(STAGE) --package .build/package-$(STAGE)
 	$(BIN)/cfn-lint .build/package-$(STAGE)/cloudformation-template-update-stack.json
 
 # Needs AWS credentials for the target account: make deploy STAGE=prod [REGION=eu-west-1]
 REGION ?= us-east-1
-deploy: $(STAMP) $(NODE_STAMP)
+deploy: $(STAMP) $(NODE_STAMP) precompile
 	VPCFLOW_PYTHON=$(abspath $(BIN)/python) npx serverless deploy --stage $(STAGE) --region $(REGION)
 
 clean:

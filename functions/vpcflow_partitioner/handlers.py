@@ -14,9 +14,6 @@ from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes.s3_batch_operation_event import (
-    S3BatchOperationResponseRecord,
-)
 
 from . import aws
 from .config import SERVICE, Settings, tracing_enabled
@@ -24,7 +21,6 @@ from .envelopes import Envelope, unwrap
 from .errors import TransientError
 from .pipeline import Partitioner, Report
 from .scheme import ConfigurationError
-from .sources import sweep_messages
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="VpcFlowPartitioner", service=SERVICE)
@@ -117,6 +113,8 @@ def _on_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     partitioner = _partitioner(settings)
     now = time.time()
     scheme = partitioner.scheme(now)
+    from .sources import sweep_messages  # the walk: for the sweep only, not every cold start
+
     messages, truncated = sweep_messages(
         aws.client("s3", settings.endpoint_url, settings.region),
         scheme,
@@ -169,8 +167,7 @@ def _sqs_response(report: Report) -> dict[str, Any]:
 
 
 def _batch_response(envelope: Envelope, report: Report | None, permanent: str = "") -> dict[str, Any]:
-    # AWS sends one task per invocation today and powertools' S3BatchOperationResponse
-    # insists on exactly one result; the schema allows a list, so answer every task.
+    # AWS sends one task per invocation today; the schema allows a list, so answer every task.
     results = []
     for message in envelope.messages:
         if report is None:
@@ -178,7 +175,8 @@ def _batch_response(envelope: Envelope, report: Report | None, permanent: str = 
         else:
             result = report.result(message.id)
             code, text = ("Succeeded" if result.ok else "TemporaryFailure"), result.detail
-        results.append(S3BatchOperationResponseRecord(message.id, code, text).asdict())  # type: ignore[arg-type]
+        # The documented per-task result: taskId, resultCode, resultString.
+        results.append({"taskId": message.id, "resultCode": code, "resultString": text})
     return {
         "invocationSchemaVersion": envelope.batch_invocation["invocationSchemaVersion"],
         "treatMissingKeysAs": "PermanentFailure",
