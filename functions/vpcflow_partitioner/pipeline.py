@@ -284,7 +284,18 @@ class Partitioner:
         report: Report,
     ) -> None:
         ignored: Counter[str] = Counter()
+        outcomes, results = report.outcomes, report.results
         for message, planned in zip(messages, plans, strict=True):
+            if not message.malformed and not message.ignored:
+                # The usual message: every object's partition is there. No notes, no strings.
+                done: list[tuple[tuple[str, ...], str]] = []
+                for _, plan in planned:
+                    if not isinstance(plan, PartitionSpec) or outcomes[plan] not in _DONE:
+                        break
+                    done.append((plan.values, outcomes[plan]))
+                else:
+                    results.append(MessageResult(message.id, True, (), False, tuple(dict.fromkeys(done))))
+                    continue
             notes: list[str] = []
             if message.malformed:
                 report.counts["RecordsMalformed"] += 1
@@ -317,19 +328,21 @@ class Partitioner:
                 report.counts["ObjectsUnpartitionable"] += 1
                 logger.warning("object unpartitionable", bucket=ref.bucket, key=ref.key, reason=reason)
                 notes.append(f"unpartitionable: {reason}")
-            outcomes = report.outcomes
             if failed or any(outcomes[s] not in _DONE for s in specs):
                 failures = failed + sorted(
                     f"{'/'.join(s.values)}: {outcomes[s]}" for s in specs if outcomes[s] not in _DONE
                 )
                 report.counts["RecordsFailed"] += 1
-                report.results.append(MessageResult(message.id, False, tuple(failures)))
+                results.append(MessageResult(message.id, False, tuple(failures)))
                 continue
             unresolved = bool(notes) and any(
                 note.startswith(("malformed", "unpartitionable")) for note in notes
             )
-            done = tuple((s.values, outcomes[s]) for s in specs)
-            report.results.append(MessageResult(message.id, True, tuple(notes), unresolved, done))
+            results.append(
+                MessageResult(
+                    message.id, True, tuple(notes), unresolved, tuple((s.values, outcomes[s]) for s in specs)
+                )
+            )
         for reason, count in ignored.items():
             logger.info("objects ignored", reason=reason, count=count)
 
