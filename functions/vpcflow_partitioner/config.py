@@ -44,7 +44,10 @@ class Settings:
         database = env.get("GLUE_DATABASE", "").strip()
         table = env.get("GLUE_TABLE", "").strip()
         if not database or not table:
-            raise SettingsError("GLUE_DATABASE and GLUE_TABLE must name the table to keep partitioned")
+            raise SettingsError(
+                "name the table to keep partitioned: GLUE_DATABASE and GLUE_TABLE "
+                "(--database and --table on the command line)"
+            )
         buckets = frozenset(b.strip() for b in env.get("SOURCE_BUCKETS", "").split(",") if b.strip())
         return cls(
             database=database,

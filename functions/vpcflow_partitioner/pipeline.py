@@ -79,6 +79,7 @@ class Report:
     results: list[MessageResult] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     outcomes: dict[PartitionSpec, str] = field(default_factory=dict)
+    ignored: Counter[str] = field(default_factory=Counter)  # why objects were not this table's
     _index: dict[str, MessageResult] = field(default_factory=dict, repr=False)
 
     @property
@@ -283,7 +284,7 @@ class Partitioner:
         plans: list[list[tuple[ObjectRef, PartitionSpec | Skip]]],
         report: Report,
     ) -> None:
-        ignored: Counter[str] = Counter()
+        ignored = report.ignored
         outcomes, results = report.outcomes, report.results
         for message, planned in zip(messages, plans, strict=True):
             if not message.malformed and not message.ignored:

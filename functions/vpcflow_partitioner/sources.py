@@ -10,6 +10,7 @@ confirmed with one short listing that must find a real flow-log object.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -247,11 +248,13 @@ def drain_queue(
 ) -> DrainResult:
     """Receive every message once; delete each only when `process` says it is DONE.
 
-    Kept messages stay in the queue, hidden for `visibility_timeout` (so this drain does
-    not loop on them), and become visible again for the next attempt or an operator.
+    Kept messages stay in the queue, hidden for `visibility_timeout` while this drain runs
+    (so that it does not loop on them), and visible again as soon as it ends: a drain run a
+    minute later sees them, rather than an empty queue.
     """
     result = DrainResult()
     seen: set[str] = set()
+    kept: list[dict[str, Any]] = []
     idle = 0
     while idle < idle_receives:
         response = _sqs_call(
@@ -278,15 +281,30 @@ def drain_queue(
             if verdict == DONE:
                 done.append(raw)
             elif verdict == UNRESOLVED:
+                kept.append(raw)
                 result.unresolved += 1
             else:
+                kept.append(raw)
                 result.failed += 1
             if verdict != DONE and message.malformed:
                 result.unreadable += 1
                 if on_unreadable is not None:
                     on_unreadable(Unreadable(message.id, raw.get("Body", ""), message.malformed))
         _delete(sqs, queue_url, done, result)
+    _show_again(sqs, queue_url, kept)
     return result
+
+
+def _show_again(sqs: Any, queue_url: str, kept: list[dict[str, Any]]) -> None:
+    """Make the kept messages visible again now (ChangeMessageVisibilityBatch, 10 a call)."""
+    for start in range(0, len(kept), _MAX_MESSAGES):
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+            for i, m in enumerate(kept[start : start + _MAX_MESSAGES])
+        ]
+        # Losing this call only delays them: they come back when the visibility timeout ends.
+        with contextlib.suppress(ClientError, BotoCoreError):
+            sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
 
 
 def drain_outcome(ok: bool, unresolved: bool) -> str:

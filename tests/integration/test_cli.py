@@ -89,7 +89,7 @@ def test_region_profile_and_endpoint_url_mean_what_they_mean_in_aws_cli(
     aws.reset()
     assert main(["--profile", "elsewhere", "backfill"]) == 1  # the profile's region
     assert "EntityNotFoundException" in one_line(capsys.readouterr().err)
-    assert main(["backfill", "--profile", "nosuch"]) == 1
+    assert main(["backfill", "--profile", "nosuch"]) == 2  # a bad flag
     assert "nosuch" in one_line(capsys.readouterr().err)
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
@@ -332,3 +332,149 @@ def test_usage_errors_are_one_line_and_exit_2(
     create_table(glue())
     assert main(argv) == 2
     assert one_line(capsys.readouterr().err)
+
+
+# ---------------------------------------------------------------- found when a new user tried it
+
+
+def test_a_bad_file_after_a_good_one_reports_what_was_done_then_exits_2(
+    env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue())
+    good, bad = tmp_path / "good.json", tmp_path / "bad.bin"
+    good.write_text(SNS_EVENT)
+    bad.write_bytes(bytes(range(256)))
+    assert main(["replay", "--json", str(good), str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["partitions_created"] == 1  # what it did is on record
+    assert "not UTF-8" in one_line(captured.err)
+
+
+def test_saved_arrays_and_sqs_receive_message_output_are_events(
+    env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue())
+    sqs_body = json.loads((EVENTS / "sqs_s3.json").read_text())["Records"][0]["body"]
+    (tmp_path / "array.json").write_text(json.dumps([json.loads(SNS_EVENT)]))  # jq -s
+    (tmp_path / "received.json").write_text(  # aws sqs receive-message
+        json.dumps({"Messages": [{"MessageId": "m-1", "ReceiptHandle": "r", "Body": sqs_body}]})
+    )
+    assert main(["replay", "--json", str(tmp_path / "array.json"), str(tmp_path / "received.json")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["malformed"] == 0 and summary["partitions_created"] >= 1
+
+
+def test_an_ndjson_file_with_a_broken_first_line_still_streams(tmp_path: Path) -> None:
+    line = json.dumps(json.loads(SNS_EVENT)) + "\n"
+    path = tmp_path / "big.ndjson"
+    with path.open("w") as handle:
+        handle.write("{oops\n")
+        for _ in range(20_000):
+            handle.write(line)
+    with EventFile(str(path), io.BytesIO()) as source:
+        events = source.events()
+        assert next(events)[0].endswith(":1")  # the broken line, as a line of its own
+        next(events)
+        assert source.position() < 256 * 1024  # not read whole
+
+
+def test_ignored_objects_are_said_without_v(
+    env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(
+        glue(),
+        "s3://another-bucket/AWSLogs/",
+        [
+            ("aws_account_id", "string"),
+            ("aws_region", "string"),
+            ("year", "string"),
+            ("month", "string"),
+            ("day", "string"),
+        ],
+    )
+    path = tmp_path / "saved.json"
+    path.write_text(SNS_EVENT)
+    assert main(["replay", str(path)]) == 0
+    assert (
+        "ignored 1 object: outside the table location s3://another-bucket/AWSLogs/" in capsys.readouterr().out
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["backfill", "--endpoint-url", "notaurl"],
+        ["demo", "--days", "0"],
+        ["backfill", "--region", "bad region"],
+    ],
+)
+def test_bad_flags_are_usage_errors(env: None, capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    create_table(glue())
+    assert main(argv) == 2
+    assert one_line(capsys.readouterr().err)
+
+
+def test_a_corrupt_parquet_footer_is_a_usage_error(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    key = "AWSLogs/123456789012/vpcflowlogs/us-east-1/2024/02/10/x.log.parquet"
+    s3().put_object(
+        Bucket=BUCKET,
+        Key=key,
+        Body=b"\x15\x04\x15\x20\x99\x88garbage\x00\x00" + (12).to_bytes(4, "little") + b"PAR1",
+    )
+    assert main(["init", "--location", CLASSIC_LOCATION, "--from-object", f"s3://{BUCKET}/{key}"]) == 2
+    assert "Parquet" in one_line(capsys.readouterr().err)
+
+
+def test_init_says_partition_keys_cannot_change_and_print_ddl_has_json(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["init", "--location", f"s3://{BUCKET}/AWSLogs/", "--multi-account"]) == 0
+    capsys.readouterr()
+    assert main(["init", "--location", f"s3://{BUCKET}/AWSLogs/", "--hive"]) == 3
+    out = capsys.readouterr().out
+    assert "partition keys cannot change in place" in out and "--update to apply" not in out
+    assert main(["init", "--location", f"s3://{BUCKET}/AWSLogs/", "--hive", "--update", "--yes"]) == 2
+    assert "partition keys: table has" in one_line(capsys.readouterr().err)
+    assert main(["init", "--location", CLASSIC_LOCATION, "--print-ddl", "--json"]) == 0
+    assert "CREATE EXTERNAL TABLE" in json.loads(capsys.readouterr().out)["ddl"]
+
+
+def test_audit_dry_run_says_would_only_for_what_was_asked(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue())
+    s3().put_object(
+        Bucket=BUCKET,
+        Key=object_key("123456789012", "us-east-1", datetime(2024, 2, 10, tzinfo=UTC)),
+        Body=b"x",
+    )
+    glue().create_partition(
+        DatabaseName=DATABASE,
+        TableName=TABLE,
+        PartitionInput={
+            "Values": ["2023-01-01"],
+            "StorageDescriptor": {"Location": f"{CLASSIC_LOCATION}2023/01/01/"},
+        },
+    )
+    assert main(["audit", "--prune", "--dry-run", "--no-cache"]) == 3
+    out = capsys.readouterr().out
+    assert "would be pruned" in out and "would be created" not in out and "remains (--fix)" in out
+    assert "plan: would create 0, repoint 0, rewrite 0, prune 1" in out
+
+
+def test_a_collision_replayed_is_exit_3(
+    env: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue())
+    glue().create_partition(
+        DatabaseName=DATABASE,
+        TableName=TABLE,
+        PartitionInput={
+            "Values": ["2022-08-29"],
+            "StorageDescriptor": {"Location": f"s3://{BUCKET}/elsewhere/"},
+        },
+    )
+    path = tmp_path / "saved.json"
+    path.write_text(SNS_EVENT)
+    assert main(["replay", "--json", str(path)]) == 3  # acked, but no partition covers its folder
+    assert json.loads(capsys.readouterr().out)["collisions"] == 1

@@ -153,7 +153,7 @@ def unresolved_queue() -> str:
 def test_messages_it_cannot_act_on_stay_in_the_queue(env: None, capsys: Any) -> None:
     url = unresolved_queue()
     exit_code = main(["replay", "--queue-url", url, "--json", "--wait-seconds", "1"])
-    assert counts(url) == (0, 3)  # hidden while this drain ran, still in the queue
+    assert counts(url) == (3, 0)  # still in the queue, and visible again once the drain ended
     assert exit_code == 3  # nothing to retry; an operator has to look
     summary = json.loads(capsys.readouterr().out)
     assert {k: summary[k] for k in ("received", "done", "kept", "failed", "unresolved")} == {
@@ -180,7 +180,7 @@ def test_save_unreadable_appends_each_unreadable_body_as_one_json_line(
     assert lines[0] == {"earlier": "run"}
     assert sorted(line["body"] for line in lines[1:]) == ["not json at all", '{"hello": "world"}']
     assert all(line["message_id"] and line["reason"] for line in lines[1:])
-    assert counts(url) == (0, 3)  # saved and kept: the queue still has the evidence
+    assert counts(url) == (3, 0)  # saved and kept: the queue still has the evidence
 
 
 def test_an_unwritable_save_file_is_a_usage_error_before_anything_is_received(

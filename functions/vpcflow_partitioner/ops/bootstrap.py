@@ -149,9 +149,14 @@ def _parquet_fields(s3: Any, bucket: str, key: str) -> tuple[Field, ...]:
     (length,) = struct.unpack("<I", tail[-8:-4])
     if length + 8 > len(tail):
         tail = _get(s3, bucket, key, f"bytes=-{length + 8}")
-    metadata = _ThriftCompact(tail[-8 - length : -8]).read_struct()
-    schema = metadata.get(2) or []
-    names = [element.get(4, b"").decode() for element in schema[1:] if not element.get(5)]
+    try:
+        metadata = _ThriftCompact(tail[-8 - length : -8]).read_struct()
+        schema = metadata.get(2) or []
+        names = [element.get(4, b"").decode() for element in schema[1:] if not element.get(5)]
+    except (IndexError, TypeError, ValueError, AttributeError, struct.error) as exc:
+        raise FormatError(f"s3://{bucket}/{key}: unreadable Parquet footer ({type(exc).__name__})") from None
+    if not names:
+        raise FormatError(f"s3://{bucket}/{key}: the Parquet footer names no columns")
     return fields_from_columns([{"Name": n} for n in names])
 
 

@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import IO, Any
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    InvalidRegionError,
+    NoCredentialsError,
+    ProfileNotFound,
+)
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -96,8 +102,8 @@ def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> i
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         return int(args.run(args, out, err))
-    except (UsageError, FormatError, SettingsError) as exc:
-        _error(err, exc)
+    except (UsageError, FormatError, SettingsError, ProfileNotFound, InvalidRegionError) as exc:
+        _error(err, exc)  # a bad flag or input: nothing an AWS retry could change
         return USAGE_ERROR
     except NoCredentialsError:
         _error(err, "no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID, or pass --profile)")
@@ -172,7 +178,7 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         help="--output json",
     )
     group.add_argument(
-        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+        "--version", action="version", version=f"{PROG} {_version()}", help="print the version"
     )
 
 
@@ -375,7 +381,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "function, then replay, audit and query: what the README's first command shows.",
         "  vpcflow-partitioner demo --days 3",
     )
-    demo.add_argument("--days", type=int, default=3, help="days of flow logs to deliver (default: 3)")
+    demo.add_argument("--days", type=_positive, default=3, help="days of flow logs to deliver (default: 3)")
     demo.set_defaults(run=_demo)
     return parser
 
@@ -392,6 +398,16 @@ UTC, so one local day spans two UTC date partitions. Prune on both, then filter 
 """
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -401,6 +417,8 @@ def _date(text: str) -> date:
 
 def _settings(args: argparse.Namespace, **overrides: str) -> Settings:
     """Flags first, then the environment (the same variables the function reads)."""
+    if args.endpoint_url and not args.endpoint_url.startswith(("http://", "https://")):
+        raise UsageError(f"--endpoint-url {args.endpoint_url!r} is not an http:// or https:// URL")
     return Settings.from_env(
         None,
         GLUE_DATABASE=args.database,
@@ -432,7 +450,7 @@ def _confirmed(args: argparse.Namespace, err: Console, question: str, what: str)
         return True
     if not (sys.stdin.isatty() and err.is_terminal):
         raise UsageError(f"{what}: run it on a terminal to confirm, or add --yes")
-    return err.input(question).strip().lower() in ("y", "yes")
+    return err.input(question, markup=False).strip().lower() in ("y", "yes")
 
 
 # ---------------------------------------------------------------- init
@@ -449,6 +467,12 @@ def _init(args: argparse.Namespace, out: Console, err: Console) -> int:
     layout = HIVE if args.hive else MULTI_ACCOUNT if args.multi_account else CLASSIC
     location = args.location if args.location.endswith("/") else args.location + "/"
     spec = TableSpec(settings.database, settings.table, location, fields, file_format, layout, args.hourly)
+    if args.print_ddl and _json(args):
+        ddl = {"ddl": spec.athena_ddl(), "projection_ddl": spec.projection_ddl()}
+        if args.view_timezone:
+            ddl["view_ddl"] = view_sql(spec, args.view_timezone)[1]
+        out.print(json.dumps(ddl, indent=2), markup=False)
+        return OK
     if args.print_ddl:
         out.print(spec.athena_ddl(), markup=False)
         out.print(
@@ -460,9 +484,10 @@ def _init(args: argparse.Namespace, out: Console, err: Console) -> int:
         return OK
     glue = _client(settings, "glue")
     plan = plan_init(glue, spec, settings.catalog_id)
-    if args.update and any(d.startswith("partition keys") for d in plan.differences):
+    keys_differ = [d for d in plan.differences if d.startswith("partition keys")]
+    if args.update and keys_differ:
         raise FormatError(
-            f"{spec.database}.{spec.name}: partition keys cannot change in place ({plan.differences[0]}); "
+            f"{spec.database}.{spec.name}: partition keys cannot change in place ({keys_differ[0]}); "
             "create a table under another name"
         )
     view, sql = view_sql(spec, args.view_timezone) if args.view_timezone else ("", "")
@@ -501,7 +526,11 @@ def _init(args: argparse.Namespace, out: Console, err: Console) -> int:
         out.print(f"table [bold]{escape(f'{spec.database}.{spec.name}')}[/]: {action}")
         for difference in plan.differences:
             out.print(f"  - {escape(difference)}")
-        if action == "differs":
+        if action == "differs" and keys_differ:
+            out.print(
+                "  nothing changed; partition keys cannot change in place: create a table under another name"
+            )
+        elif action == "differs":
             out.print("  nothing changed; run again with --update to apply")
         if action == "would update":
             out.print(f"  would rewrite the columns of {plan.partitions} partitions")
@@ -526,9 +555,11 @@ class _Totals:
     counts: Counter[str] = field(default_factory=Counter)
     partitions: dict[PartitionSpec, str] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    ignored: Counter[str] = field(default_factory=Counter)
 
     def add(self, report: Report) -> None:
         self.counts.update(report.counts)
+        self.ignored.update(report.ignored)
         for spec, outcome in report.outcomes.items():
             # Across runs (a replay goes in chunks) a partition keeps its best outcome: created
             # by the first chunk stays "created" when the next one finds it present.
@@ -594,22 +625,32 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     partitioner.scheme()  # a missing table fails before anything is read
     totals = _Totals()
     empty: list[str] = []
+    problem: UsageError | None = None
     with contextlib.ExitStack() as stack, _progress(err, bytes_=True) as progress:
         for source in sources:
             stack.enter_context(source)
-        for source in sources:
-            task = progress.add_task(escape(source.path), total=source.size)
-            events = 0
-            for number, chunk in enumerate(_chunks(_messages(source, totals), _REPLAY_CHUNK)):
-                events += sum(1 for m in chunk if not m.malformed)
-                if not events and number == 0 and len(chunk) < _REPLAY_CHUNK:
-                    break  # the whole file, and no event in it: one error line below, no warnings
-                # Recovery asks Glue, never the cache.
-                totals.add(partitioner.run(chunk, now=time.time(), use_cache=False, dry_run=args.dry_run))
+        try:
+            for source in sources:
+                task = progress.add_task(escape(source.name), total=source.size)
+                events = 0
+                for number, chunk in enumerate(_chunks(_messages(source, totals), _REPLAY_CHUNK)):
+                    events += sum(1 for m in chunk if not m.malformed)
+                    if not events and number == 0 and len(chunk) < _REPLAY_CHUNK:
+                        break  # the whole file, and no event in it: one error line below, no warnings
+                    # Recovery asks Glue, never the cache.
+                    totals.add(partitioner.run(chunk, now=time.time(), use_cache=False, dry_run=args.dry_run))
+                    progress.update(task, completed=source.position())
                 progress.update(task, completed=source.position())
-            progress.update(task, completed=source.position())
-            if not events:
-                empty.append(source.path)
+                if not events:
+                    empty.append(source.name)
+        except UsageError as exc:  # a file unreadable halfway: report what was done, then say why
+            problem = exc
+    if problem is None and empty:
+        problem = UsageError(
+            f"{', '.join(empty)}: no S3 event in it (JSON or NDJSON of any envelope the function accepts)"
+        )
+    if problem is not None and not totals.partitions and not totals.failures:
+        raise problem  # nothing happened: the error alone
     code = _finish(
         args,
         out,
@@ -617,10 +658,8 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
         {"events": totals.events, "messages": totals.messages, "objects": totals.objects},
         "replay",
     )
-    if empty:
-        raise UsageError(
-            f"{', '.join(empty)}: no S3 event in it (JSON or NDJSON of any envelope the function accepts)"
-        )
+    if problem is not None:
+        raise problem
     return code
 
 
@@ -756,12 +795,24 @@ def _finish(args: argparse.Namespace, out: Console, totals: _Totals, extra: dict
         out.print(summary_table)
         for failure in totals.failures[:20]:
             out.print(f"[red]failed[/] {escape(failure)}")
+        for reason, count in totals.ignored.most_common(10):
+            out.print(f"[yellow]ignored[/] {count} {_plural(count, 'object')}: {escape(reason)}")
         if dry:
             would = summary["partitions_would_create"]
-            out.print(f"plan: would create {would} partitions" if would else "plan: nothing to do")
+            out.print(
+                f"plan: would create {would} {_plural(would, 'partition')}"
+                if would
+                else "plan: nothing to do"
+            )
     if totals.failures:
         return RUNTIME_ERROR
+    if summary["collisions"] or summary["unpartitionable"]:
+        return DRIFT  # objects no partition can cover: `audit` lists them for an operator
     return DRIFT if dry and summary["partitions_would_create"] else OK
+
+
+def _plural(count: int, word: str) -> str:
+    return word if count == 1 else word + "s"
 
 
 # ---------------------------------------------------------------- audit
@@ -796,7 +847,7 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
             audit.prune(findings, time.time(), repairs)
         elif destructive:
             err.print("nothing pruned")
-    report = audit_summary(findings, repairs)
+    report = audit_summary(findings, repairs) | {"dry_run": bool(args.dry_run)}
     if args.prune and args.dry_run:
         report["would_prune"] = report["orphaned"]
     if args.fix and args.dry_run:
@@ -806,7 +857,7 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
     if _json(args):
         out.print(json.dumps(report, indent=2), markup=False)
     else:
-        _print_audit(out, audit, findings, repairs, report, dry_run=args.dry_run)
+        _print_audit(out, audit, findings, repairs, report, args)
     if repairs.failed:
         return RUNTIME_ERROR
     return DRIFT if any(report["remaining"].values()) else OK
@@ -821,7 +872,12 @@ def _show_orphans(findings: Findings, err: Console) -> None:
 
 
 def _print_audit(
-    out: Console, audit: Audit, findings: Findings, repairs: Repairs, report: dict[str, Any], *, dry_run: bool
+    out: Console,
+    audit: Audit,
+    findings: Findings,
+    repairs: Repairs,
+    report: dict[str, Any],
+    args: argparse.Namespace,
 ) -> None:
     table = Table(title=f"audit {audit.scheme.table} ({audit.scheme.location})")
     table.add_column("partition or folder", overflow="fold")
@@ -836,7 +892,10 @@ def _print_audit(
             return "[green]kept: a new object arrived[/]"
         if values in done:
             return f"[green]{fixable}[/]"
-        return "[yellow]would be " + fixable + "[/]" if dry_run else "[yellow]remains[/]"
+        asked = args.prune if fixable == "pruned" else args.fix
+        if args.dry_run and asked:
+            return f"[yellow]would be {fixable}[/]"
+        return "[yellow]remains[/]" + ("" if asked else f" (--{'prune' if fixable == 'pruned' else 'fix'})")
 
     for values in findings.missing:
         table.add_row("/".join(values), "missing", state(values, "created"))
@@ -896,6 +955,18 @@ def _print_audit(
             f"fixed: {len(repairs.created)} created, {len(repairs.relocated)} repointed, "
             f"{len(repairs.updated)} rewritten, {len(repairs.pruned)} pruned"
             + (f" ({len(repairs.restored)} kept: a new object arrived)" if repairs.restored else "")
+        )
+    if args.dry_run:
+        would = [
+            f"create {len(report.get('would_create', []))}",
+            f"repoint {len(report.get('would_repoint', []))}",
+            f"rewrite {len(report.get('would_rewrite', []))}",
+            f"prune {len(report.get('would_prune', []))}",
+        ]
+        out.print(
+            f"plan: would {', '.join(would)}"
+            if (args.fix or args.prune)
+            else "plan: nothing asked (--fix, --prune)"
         )
     out.print(f"remaining: {remaining}" if remaining else "remaining: none, the table is in step")
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 import os
 import zlib
 from collections.abc import Iterator
 from typing import IO, Any
 
-from ..envelopes import Message, unwrap
+from ..envelopes import Message, message_from_body, unwrap
 from ..errors import UsageError
 
 NOT_JSON = object()  # stands for a line that is not JSON (a malformed message, counted)
@@ -28,6 +29,7 @@ class EventFile:
 
     def __init__(self, path: str, stdin: IO[bytes]) -> None:
         self.path = path
+        self.name = "standard input" if path == "-" else path
         try:
             raw: Any = stdin if path == "-" else open(path, "rb")  # noqa: SIM115 (closed in close())
         except OSError as exc:
@@ -38,7 +40,11 @@ class EventFile:
         if path != "-":
             self.size = os.fstat(raw.fileno()).st_size
         self._stream: Any = self._raw
-        if self._raw.peek(2)[:2] == _GZIP_MAGIC:
+        try:
+            head = self._raw.peek(2)[:2]
+        except OSError as exc:
+            raise UsageError(f"cannot read {self.name}: {exc.strerror or exc}") from None
+        if head == _GZIP_MAGIC:
             self._stream = gzip.GzipFile(fileobj=self._raw)
 
     def position(self) -> int:
@@ -55,43 +61,37 @@ class EventFile:
             yield from self._documents(text)
         except UnicodeDecodeError as exc:
             raise UsageError(
-                f"cannot read {self.path}: not UTF-8 text or gzip of it ({exc.reason})"
+                f"cannot read {self.name}: not UTF-8 text or gzip of it ({exc.reason})"
             ) from None
         except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt gzip stream
-            raise UsageError(f"cannot read {self.path}: {exc}") from None
+            raise UsageError(f"cannot read {self.name}: {exc}") from None
         finally:
             text.detach()  # the wrapper would close the file (or standard input) when collected
 
     def _documents(self, text: io.TextIOWrapper) -> Iterator[tuple[str, Any]]:
-        number = 0
-        first = ""
-        for number, line in enumerate(text, start=1):  # noqa: B007 (number is used after the loop)
-            if line.strip():
-                first = line
-                break
-        if not first:
+        lines = ((n, line) for n, line in enumerate(text, start=1) if line.strip())
+        first = next(lines, None)
+        if first is None:
             return
-        try:
-            document = json.loads(first)
-        except ValueError:
-            document = NOT_JSON
-        if document is not NOT_JSON:
-            yield f"{self.path}:{number}", document
-            for later, line in enumerate(text, start=number + 1):
-                if line.strip():
-                    yield f"{self.path}:{later}", _loads(line)
-            return
-        # Not a document of its own: the whole file is one document (pretty-printed), or an
-        # NDJSON file whose first line is broken.
-        whole = first + text.read()
-        try:
-            yield self.path, json.loads(whole)
-            return
-        except ValueError:
-            pass
-        for offset, line in enumerate(whole.splitlines()):
-            if line.strip():
-                yield f"{self.path}:{number + offset}", _loads(line)
+        head = [first]
+        if _loads(first[1]) is NOT_JSON:
+            # The first line of a pretty-printed document, or a broken first line of an NDJSON
+            # file: the next line tells them apart (in NDJSON it is a document of its own).
+            second = next(lines, None)
+            if second is not None:
+                head.append(second)
+            if second is None or _loads(second[1]) is NOT_JSON:
+                whole = "".join(line for _, line in head) + text.read()
+                try:
+                    yield self.path, json.loads(whole)
+                    return
+                except ValueError:  # no document either: say so line by line
+                    lines = (
+                        (first[0] + i, line) for i, line in enumerate(whole.splitlines()) if line.strip()
+                    )
+                    head = []
+        for number, line in itertools.chain(head, lines):  # streamed: never the whole file
+            yield f"{self.path}:{number}", _loads(line)
 
     def close(self) -> None:
         if self.path != "-":
@@ -112,9 +112,22 @@ def _loads(line: str) -> Any:
 
 
 def events_to_messages(label: str, event: Any) -> list[Message]:
-    """Messages of one saved event in any envelope; a line that is not JSON is malformed."""
+    """Messages of one saved event in any envelope; a line that is not JSON is malformed.
+
+    Also what people save: a JSON array of events (`jq -s`), and `aws sqs receive-message`
+    output ({"Messages": [{"MessageId", "Body"}]}), each body an event as SQS carried it.
+    """
     if event is NOT_JSON:
         return [Message(label, malformed="not JSON")]
+    if isinstance(event, list):
+        return [m for i, item in enumerate(event) for m in events_to_messages(f"{label}[{i}]", item)]
+    if isinstance(event, dict) and isinstance(event.get("Messages"), list) and "Records" not in event:
+        return [
+            message_from_body(f"{label}#{m.get('MessageId', i)}", str(m.get("Body", "")))
+            if isinstance(m, dict)
+            else Message(f"{label}[{i}]", malformed="not an SQS message")
+            for i, m in enumerate(event["Messages"])
+        ]
     envelope = unwrap(event)
     if envelope.kind == "direct":
         return [Message(label, m.objects, m.ignored, m.malformed) for m in envelope.messages]
