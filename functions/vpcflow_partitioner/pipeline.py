@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,9 @@ class Report:
 def is_collision(outcome: str) -> bool:
     """Whether an outcome says the partition belongs to another folder."""
     return outcome.startswith(_COLLISION)
+
+
+_Plans = list[list[tuple[ObjectRef, PartitionSpec | Skip]]]  # per message: (object, its plan)
 
 
 class _TableChanged(Exception):
@@ -207,16 +210,16 @@ class Partitioner:
         """Ensure every partition the messages' objects belong to; ConfigurationError propagates."""
         messages = list(messages)
         scheme = self.scheme(now)
-        plans = self._plan(scheme, messages)
-        negative = self._negative_folders(plans)
+        plans, specs, refused = self._plan(scheme, messages)
+        negative = self._negative_folders(plans) if refused else set()
         if negative - self._rechecked and self._read_at < now:
             # About to turn objects away on the word of a table read earlier: look again,
             # once per folder and table version (a shared bucket must not cost a GetTable
             # per invocation).
             try:
                 scheme = self._read(now)
-                plans = self._plan(scheme, messages)
-                negative = self._negative_folders(plans)
+                plans, specs, refused = self._plan(scheme, messages)
+                negative = self._negative_folders(plans) if refused else set()
             except TransientError as exc:
                 plans = _fail_negatives(plans, str(exc))
                 negative = set()
@@ -226,14 +229,14 @@ class Partitioner:
         report = Report()
         try:
             report.outcomes = self.ensure(
-                scheme, _specs(plans), now, report.counts, use_cache=use_cache, dry_run=dry_run
+                scheme, specs, now, report.counts, use_cache=use_cache, dry_run=dry_run
             )
         except _TableChanged:
             scheme = self.scheme()
-            plans = self._plan(scheme, messages)
+            plans, specs, _ = self._plan(scheme, messages)
             report = Report()
             report.outcomes = self.ensure(
-                scheme, _specs(plans), now, report.counts, use_cache=use_cache, dry_run=dry_run
+                scheme, specs, now, report.counts, use_cache=use_cache, dry_run=dry_run
             )
         self._report(messages, plans, report)
         return report
@@ -261,13 +264,27 @@ class Partitioner:
             self._plans[memo] = plan
         return plan
 
-    def _plan(
-        self, scheme: Scheme, messages: list[Message]
-    ) -> list[list[tuple[ObjectRef, PartitionSpec | Skip]]]:
-        return [[(ref, self.plan_object(scheme, ref.bucket, ref.key)) for ref in m.objects] for m in messages]
+    def _plan(self, scheme: Scheme, messages: list[Message]) -> tuple[_Plans, set[PartitionSpec], bool]:
+        """Each object's plan, in one pass: the plans per message, the partitions wanted, and
+        whether the table turned any object away."""
+        plans: _Plans = []
+        specs: set[PartitionSpec] = set()
+        refused = False
+        plan_object = self.plan_object
+        for message in messages:
+            planned = []
+            for ref in message.objects:
+                plan = plan_object(scheme, ref.bucket, ref.key)
+                planned.append((ref, plan))
+                if isinstance(plan, PartitionSpec):
+                    specs.add(plan)
+                elif plan.by_table:
+                    refused = True
+            plans.append(planned)
+        return plans, specs, refused
 
     @staticmethod
-    def _negative_folders(plans: list[list[tuple[ObjectRef, PartitionSpec | Skip]]]) -> set[tuple[str, str]]:
+    def _negative_folders(plans: _Plans) -> set[tuple[str, str]]:
         """(bucket, account-region folder) of flow-log objects the table turned away."""
         folders = set()
         for planned in plans:
@@ -281,7 +298,7 @@ class Partitioner:
     def _report(
         self,
         messages: list[Message],
-        plans: list[list[tuple[ObjectRef, PartitionSpec | Skip]]],
+        plans: _Plans,
         report: Report,
     ) -> None:
         ignored = report.ignored
@@ -295,7 +312,15 @@ class Partitioner:
                         break
                     done.append((plan.values, outcomes[plan]))
                 else:
-                    results.append(MessageResult(message.id, True, (), False, tuple(dict.fromkeys(done))))
+                    results.append(
+                        MessageResult(
+                            message.id,
+                            True,
+                            (),
+                            False,
+                            tuple(done) if len(done) == 1 else tuple(dict.fromkeys(done)),
+                        )
+                    )
                     continue
             notes: list[str] = []
             if message.malformed:
@@ -350,7 +375,7 @@ class Partitioner:
     def ensure(
         self,
         scheme: Scheme,
-        specs: Sequence[PartitionSpec],
+        specs: Collection[PartitionSpec],
         now: float,
         counts: Counter[str],
         *,
@@ -362,7 +387,7 @@ class Partitioner:
         # One lookup per partition: two folders that map to the same values are one
         # partition, and every folder but the one the catalog has is a collision.
         groups: dict[tuple[str, ...], list[PartitionSpec]] = {}
-        for spec in sorted(set(specs), key=lambda s: (s.values, s.location)):
+        for spec in sorted(set(specs), key=_by_values):
             groups.setdefault(spec.values, []).append(spec)
         resolved = self._resolve(
             [group[0] for group in groups.values()], scheme, now, counts, use_cache, dry_run
@@ -582,13 +607,15 @@ class Partitioner:
         return resolved
 
 
+def _by_values(spec: PartitionSpec) -> tuple[tuple[str, ...], str]:
+    return spec.values, spec.location
+
+
 def _same(a: str, b: str) -> bool:
     return a == b or same_folder(a, b)  # the same string nearly always: skip the normalising
 
 
-def _fail_negatives(
-    plans: list[list[tuple[ObjectRef, PartitionSpec | Skip]]], error: str
-) -> list[list[tuple[ObjectRef, PartitionSpec | Skip]]]:
+def _fail_negatives(plans: _Plans, error: str) -> _Plans:
     """Plans whose table-made refusals become failures: never turn an object away unchecked."""
     return [
         [
@@ -599,7 +626,3 @@ def _fail_negatives(
         ]
         for planned in plans
     ]
-
-
-def _specs(plans: list[list[tuple[ObjectRef, PartitionSpec | Skip]]]) -> list[PartitionSpec]:
-    return [plan for planned in plans for _, plan in planned if isinstance(plan, PartitionSpec)]

@@ -125,3 +125,12 @@ def test_only_real_calendar_dates_parse(account: str, region: str, year: int, mo
         real = None
     obj = parse_key(key)
     assert (obj.date if obj else None) == real
+
+
+@given(st.text(st.sampled_from("ab./-_ zlogpqrtuez"), max_size=16))
+def test_the_file_name_check_is_the_key_grammars_file_name(name: str) -> None:
+    import re
+
+    from vpcflow_partitioner.keys import _FILE, is_flow_log_name
+
+    assert is_flow_log_name(name) == (re.fullmatch(_FILE, name) is not None)
