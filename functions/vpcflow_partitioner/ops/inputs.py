@@ -8,6 +8,7 @@ mark is skipped; gzip is recognised by its magic number, not by the file name.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import itertools
@@ -66,7 +67,10 @@ class EventFile:
         except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt gzip stream
             raise UsageError(f"cannot read {self.name}: {exc}") from None
         finally:
-            text.detach()  # the wrapper would close the file (or standard input) when collected
+            # The wrapper would close the file (or standard input) when collected; a file the
+            # caller closed already (a generator dropped halfway) has nothing to detach.
+            with contextlib.suppress(ValueError):
+                text.detach()
 
     def _documents(self, text: io.TextIOWrapper) -> Iterator[tuple[str, Any]]:
         lines = ((n, line) for n, line in enumerate(text, start=1) if line.strip())
