@@ -43,6 +43,19 @@ TEXT_SD = {
 }
 
 
+CACHE = "vpcflow-partitioner-cache"
+
+
+def create_cache(dynamodb: Any, name: str = CACHE) -> None:
+    """The function's DynamoDB cache table: partition key `id` (S)."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 def load_event(name: str) -> Any:
     return json.loads((EVENTS / name).read_text())
 

@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Any
 
+import helpers
 import pytest
 from helpers import (
     ACCOUNT,
@@ -52,12 +53,7 @@ def dynamodb() -> Any:
 
 
 def create_cache() -> None:
-    dynamodb().create_table(
-        TableName=CACHE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    helpers.create_cache(dynamodb(), CACHE)
 
 
 @pytest.fixture(params=["glue-lookup", "dynamodb-cache"])

@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import helpers
 import pytest
 from helpers import (
     BUCKET,
@@ -51,12 +52,7 @@ def dynamodb() -> Any:
 
 
 def create_cache() -> None:
-    dynamodb().create_table(
-        TableName=CACHE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    helpers.create_cache(dynamodb(), CACHE)
 
 
 @pytest.fixture
@@ -129,6 +125,19 @@ def key_at(
 
 def multi_values(day: datetime, account: str = ACCOUNT) -> tuple[str, ...]:
     return (account, REGION, f"{day:%Y}", f"{day:%m}", f"{day:%d}")
+
+
+def an_emptied_day(by: str = "lambda") -> str:
+    """A table over AWSLogs/ with two days partitioned (by the Lambda, or by backfill), the
+    first of which then lost its only object: a prune candidate. Returns that object's key."""
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    gone, live = put(key_at(DAY)), put(key_at(DAY + timedelta(days=1)))
+    if by == "lambda":
+        assert handlers.on_object_created(notify(gone, live)) == {"batchItemFailures": []}
+    else:
+        assert main(["backfill"]) == 0
+    s3().delete_object(Bucket=BUCKET, Key=gone)
+    return gone
 
 
 # ---------------------------------------------------------------- 1. prune races the Lambda
@@ -223,11 +232,7 @@ def test_prune_refuses_when_the_walk_finds_no_folder_but_the_table_has_partition
 def test_prune_needs_yes_off_a_terminal_and_dry_run_lists_without_deleting(
     env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
-    gone = put(key_at(DAY))
-    put(key_at(DAY + timedelta(days=1)))
-    assert main(["backfill"]) == 0
-    s3().delete_object(Bucket=BUCKET, Key=gone)
+    an_emptied_day(by="backfill")
     capsys.readouterr()
     assert main(["audit", "--prune"]) == 2  # no terminal to confirm on, no --yes
     assert "--yes" in capsys.readouterr().err
@@ -651,11 +656,7 @@ def test_audit_reads_glue_in_parallel_segments(env: None) -> None:
 def test_prune_brings_back_a_partition_whose_folder_got_an_object_during_the_delete(
     cached: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
-    gone = put(key_at(DAY))
-    put(key_at(DAY + timedelta(days=1)))
-    handlers.on_object_created(notify(gone, key_at(DAY + timedelta(days=1))))
-    s3().delete_object(Bucket=BUCKET, Key=gone)
+    an_emptied_day()
     arrived: list[str] = []
 
     def object_arrives_and_the_warm_lambda_acks_it(**_: Any) -> None:
@@ -728,11 +729,7 @@ def test_prune_asks_on_a_terminal(
 ) -> None:
     from rich.console import Console
 
-    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
-    gone = put(key_at(DAY))
-    put(key_at(DAY + timedelta(days=1)))
-    assert main(["backfill"]) == 0
-    s3().delete_object(Bucket=BUCKET, Key=gone)
+    an_emptied_day(by="backfill")
     asked: list[str] = []
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     monkeypatch.setattr(Console, "is_terminal", property(lambda self: True))
@@ -755,11 +752,7 @@ def test_a_partition_prune_could_not_put_back_is_a_failure_not_restored(
 ) -> None:
     from helpers import inject_error
 
-    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
-    gone = put(key_at(DAY))
-    put(key_at(DAY + timedelta(days=1)))
-    assert main(["backfill"]) == 0
-    s3().delete_object(Bucket=BUCKET, Key=gone)
+    an_emptied_day(by="backfill")
 
     def object_arrives(**_: Any) -> None:
         put(key_at(DAY, minute=20))
@@ -854,11 +847,7 @@ def test_a_sweep_that_cannot_finish_fails_loudly_instead_of_looking_healthy(
 def test_ctrl_c_after_the_delete_still_puts_back_a_partition_whose_folder_got_an_object(
     cached: None,
 ) -> None:
-    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
-    gone = put(key_at(DAY))
-    put(key_at(DAY + timedelta(days=1)))
-    handlers.on_object_created(notify(gone, key_at(DAY + timedelta(days=1))))
-    s3().delete_object(Bucket=BUCKET, Key=gone)
+    an_emptied_day()
     arrived: list[str] = []
 
     def object_arrives(**_: Any) -> None:
@@ -878,11 +867,7 @@ def test_ctrl_c_after_the_delete_still_puts_back_a_partition_whose_folder_got_an
 def test_prune_refuses_without_knowing_the_functions_cache(
     cached: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
-    gone = put(key_at(DAY))
-    put(key_at(DAY + timedelta(days=1)))
-    handlers.on_object_created(notify(gone, key_at(DAY + timedelta(days=1))))  # the cache says present
-    s3().delete_object(Bucket=BUCKET, Key=gone)
+    an_emptied_day()  # the cache says present
     monkeypatch.delenv("CACHE_TABLE")  # the operator's shell
     capsys.readouterr()
     assert main(["audit", "--prune", "--yes"]) == 2
