@@ -36,7 +36,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: str) -> Settings:
         """Read the documented variables; `overrides` (e.g. CLI flags) win when non-empty."""
-        # Read in place (no copy of the whole environment): this runs on every invocation.
+        # Read in place: no copy of the whole environment.
         env: Mapping[str, str] = ChainMap(
             {k: v for k, v in overrides.items() if v},
             os.environ if environ is None else dict(environ),

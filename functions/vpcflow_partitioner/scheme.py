@@ -279,13 +279,17 @@ def descriptor_drift(table: tuple[Any, ...], partition: tuple[Any, ...]) -> list
     return [name for name, a, b in zip(_FINGERPRINT_FIELDS, table, partition, strict=True) if a != b]
 
 
-def _spelling(values: tuple[str, ...]) -> tuple[tuple[Any, ...], ...]:
-    """Values with spelling set aside: digit runs as numbers, words as they are, separators
-    dropped ("2" and "02", "2024/02/10" and "2024-02-10" read alike; "09" and "10" do not)."""
-    return tuple(
-        tuple(int(part) if part.isdigit() else part for part in re.findall(r"\d+|[A-Za-z]+", value))
-        for value in values
-    )
+def _spelling(values: tuple[str, ...]) -> tuple[Any, ...]:
+    """Values with spelling set aside: words as they are, digits as numbers and as one string of
+    two-digit-at-least runs ("2", "02"; "2024/02/10", "2024-2-10", "20240210" read alike;
+    "09" and "10" do not)."""
+
+    def one(value: str) -> tuple[Any, ...]:
+        words = tuple(re.findall(r"[A-Za-z]+", value))
+        digits = "".join(run.zfill(2) for run in re.findall(r"\d+", value)).lstrip("0")
+        return words, digits
+
+    return tuple(one(value) for value in values)
 
 
 def same_folder(a: str, b: str) -> bool:

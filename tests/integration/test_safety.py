@@ -957,8 +957,9 @@ def test_audit_fix_creates_what_the_lambda_would_for_two_folders_without_a_parti
     [
         (MULTI_KEYS, f"s3://{BUCKET}/AWSLogs/", [ACCOUNT, REGION, "2024", "2", "10"]),  # int month
         ([("dt", "string")], f"s3://{BUCKET}/AWSLogs/{ACCOUNT}/vpcflowlogs/{REGION}/", ["2024/02/10"]),
+        ([("dt", "string")], f"s3://{BUCKET}/AWSLogs/{ACCOUNT}/vpcflowlogs/{REGION}/", ["20240210"]),
     ],
-    ids=["unpadded-month", "dt-without-format"],
+    ids=["unpadded-month", "dt-without-format", "dt-compact"],
 )
 def test_a_table_whose_partitions_are_spelled_otherwise_fails_loudly_instead_of_doubling_a_folder(
     env: None, keys: list[tuple[str, str]], location: str, existing: list[str]

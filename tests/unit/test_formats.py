@@ -144,3 +144,15 @@ def test_cloudformation_resource_is_the_same_table_and_retained() -> None:
     assert resource["Type"] == "AWS::Glue::Table"
     assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
     assert resource["Properties"]["TableInput"] == spec.table_input()
+
+
+def test_every_subpackage_is_installed_not_only_with_an_editable_install() -> None:
+    """A wheel holds only the packages pyproject lists: the console script lives in ops/."""
+    import tomllib
+    from pathlib import Path
+
+    from setuptools import find_packages
+
+    root = Path(__file__).resolve().parents[2]
+    listed = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert sorted(listed) == sorted(find_packages(str(root / "functions")))

@@ -257,11 +257,14 @@ class Audit:
         relocated = []
         for move in findings.wrong_location:
             # Checked again: the stored folder may have received objects since the walk.
-            if self._holds_flow_logs(move.location) is False:
+            holds = self._holds_flow_logs(move.location)
+            if holds is False:
                 inputs.append(self._input(move.values, move.folder, move.parameters))
                 relocated.append(move.values)
-            else:
+            elif holds is True:
                 repairs.failed[move.values] = f"{move.location} now holds flow logs: a collision"
+            else:
+                repairs.failed[move.values] = f"not repointed: {holds}"
         for drift in findings.descriptor_drift:
             inputs.append(self._input(drift.values, drift.location, drift.parameters))
         if not inputs:

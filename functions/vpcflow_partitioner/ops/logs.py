@@ -22,7 +22,9 @@ class HumanFormatter(LambdaPowertoolsFormatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = {
-            k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_") and v
+            k: v
+            for k, v in record.__dict__.items()
+            if k not in _STANDARD and not k.startswith("_") and v is not None
         }
         detail = ", ".join(f"{k}={v}" for k, v in fields.items())
         line = f"{record.levelname.lower()}: {record.getMessage()}" + (f" ({detail})" if detail else "")
