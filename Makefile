@@ -40,7 +40,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy tests
 
 test: $(STAMP) $(NODE_STAMP) lint typecheck
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
 
 demo: $(DEMO_STAMP)
 	$(BIN)/vpcflow-partitioner demo
@@ -53,9 +53,11 @@ bench: $(STAMP)
 PY312 := $(shell for p in $(HOME)/.pyenv/versions/3.12*/bin/python3.12 $$(command -v python3.12); do \
 	"$$p" -c "" 2>/dev/null && { echo "$$p"; break; }; done)
 precompile:
+	@rm -f functions/vpcflow_partitioner/__pycache__/*.cpython-312.pyc
+	@# -f: rewrite, so that no timestamp-checked .pyc stays (the zip keeps no times that match)
 	@if [ -n "$(PY312)" ]; then \
-		$(PY312) -m compileall -q --invalidation-mode checked-hash -x '/ops/' functions/vpcflow_partitioner; \
-	else echo "no python3.12 here: the zip carries no bytecode, so each cold start compiles our modules"; fi
+		$(PY312) -m compileall -q -f --invalidation-mode checked-hash -x '/ops/' functions/vpcflow_partitioner; \
+	else echo "warning: no python3.12 here: the zip carries no bytecode, so each cold start compiles our modules (~20 ms)" >&2; fi
 
 # Offline, no AWS credentials needed: the CloudFormation template and the zip in .build/package-$(STAGE)
 package: $(STAMP) $(NODE_STAMP) precompile

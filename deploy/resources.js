@@ -282,6 +282,12 @@ module.exports.destinations = async ({ resolveVariable }) => {
   return { onFailure: { type: 'sqs', arn: { 'Fn::GetAtt': ['EventsDeadLetterQueue', 'Arn'] } } };
 };
 
+// Tracing off is PassThrough, written out: a stack that had Active tracing is switched back.
+module.exports.tracingMode = async ({ resolveVariable }) => {
+  const p = await params(resolveVariable);
+  return p.tracing === 'true' ? 'Active' : 'PassThrough';
+};
+
 module.exports.environment = async ({ resolveVariable }) => {
   const p = await params(resolveVariable);
   const env = {

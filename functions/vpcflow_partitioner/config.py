@@ -27,6 +27,9 @@ class Settings:
     reconcile_days: int = 2
     # How long a container trusts the table it read before reading it again; 0: every invocation.
     table_refresh_seconds: int = 300
+    # An invocation of cache hits alone prints no metrics document: its CacheHits ride along
+    # with a later document, or go alone once this many seconds passed; 0: every invocation.
+    cache_hits_metrics_seconds: int = 60
     # boto3 reads these itself; they are kept here so that a changed endpoint or region
     # gets its own clients and its own warm state.
     endpoint_url: str = ""
@@ -58,6 +61,7 @@ class Settings:
             source_buckets=buckets,
             reconcile_days=_int_setting(env, "RECONCILE_DAYS", 2),
             table_refresh_seconds=_int_setting(env, "TABLE_REFRESH_SECONDS", 300, minimum=0),
+            cache_hits_metrics_seconds=_int_setting(env, "CACHE_HITS_METRICS_SECONDS", 60, minimum=0),
             endpoint_url=env.get("AWS_ENDPOINT_URL", "").strip(),
             region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip(),
             profile=env.get("AWS_PROFILE", "").strip(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics
@@ -24,10 +25,6 @@ from .scheme import ConfigurationError
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="VpcFlowPartitioner", service=SERVICE)
-# CacheHits alone is no reason to print a metrics document: a warm container sees thousands
-# of objects of known partitions. They are published with the next invocation that publishes
-# anything else, or once this many seconds have passed.
-CACHE_HITS_EVERY = 60.0
 
 _Handler = TypeVar("_Handler", bound=Callable[..., Any])
 
@@ -47,9 +44,16 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
+@dataclass
 class _CacheHits:
-    pending = 0
-    published_at = 0.0
+    """CacheHits not yet published: a warm container sees thousands of objects of partitions it
+    knows, and a metrics document for each invocation of them would cost more than the work."""
+
+    pending: int = 0
+    published_at: float = 0.0
+
+
+_cache_hits = _CacheHits()
 
 
 @functools.cache
@@ -67,7 +71,7 @@ def reset() -> None:
     """Forget warm-container state and clients (a new container, for tests)."""
     _settings.cache_clear()
     _partitioner.cache_clear()
-    _CacheHits.pending, _CacheHits.published_at = 0, 0.0
+    _cache_hits.pending, _cache_hits.published_at = 0, 0.0
     aws.reset()
 
 
@@ -137,15 +141,18 @@ def _on_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def _publish(counts: dict[str, int], now: float) -> None:
-    """One EMF document on stdout for what happened, unless it was only cache hits."""
+    """One EMF document on stdout for what happened, unless it was only cache hits: those are
+    added to a later document, or published alone CACHE_HITS_METRICS_SECONDS after the last."""
     counts = dict(counts)
-    _CacheHits.pending += counts.pop("CacheHits", 0)
-    _CacheHits.published_at = _CacheHits.published_at or now  # the clock starts with the container
-    if not counts and (not _CacheHits.pending or now - _CacheHits.published_at < CACHE_HITS_EVERY):
+    hits = _cache_hits
+    hits.pending += counts.pop("CacheHits", 0)
+    hits.published_at = hits.published_at or now  # the clock starts with the container
+    every = _settings().cache_hits_metrics_seconds
+    if not counts and (not hits.pending or now - hits.published_at < every):
         return
-    if _CacheHits.pending:
-        counts["CacheHits"] = _CacheHits.pending
-    _CacheHits.pending, _CacheHits.published_at = 0, now
+    if hits.pending:
+        counts["CacheHits"] = hits.pending
+    hits.pending, hits.published_at = 0, now
     for name, count in counts.items():
         metrics.add_metric(name, MetricUnit.Count, count)
     metrics.flush_metrics()

@@ -254,53 +254,58 @@ def drain_queue(
     """
     result = DrainResult()
     seen: set[str] = set()
-    kept: list[dict[str, Any]] = []
+    kept: list[str] = []  # receipt handles of the messages it keeps
     idle = 0
-    while idle < idle_receives:
-        response = _sqs_call(
-            sqs.receive_message,
-            queue_url,
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=_MAX_MESSAGES,
-            WaitTimeSeconds=wait_seconds,
-            VisibilityTimeout=visibility_timeout,
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
-        )
-        batch = [m for m in response.get("Messages") or [] if m["MessageId"] not in seen]
-        if not batch:
-            idle += 1
-            continue
-        idle = 0
-        seen.update(m["MessageId"] for m in batch)
-        result.received += len(batch)
-        messages = [message_from_body(m["MessageId"], m.get("Body", "")) for m in batch]
-        outcome = process(messages)
-        done: list[dict[str, Any]] = []
-        for raw, message in zip(batch, messages, strict=True):
-            verdict = outcome.get(message.id, FAILED)  # not answered for: keep it
-            if verdict == DONE:
-                done.append(raw)
-            elif verdict == UNRESOLVED:
-                kept.append(raw)
-                result.unresolved += 1
-            else:
-                kept.append(raw)
-                result.failed += 1
-            if verdict != DONE and message.malformed:
-                result.unreadable += 1
-                if on_unreadable is not None:
-                    on_unreadable(Unreadable(message.id, raw.get("Body", ""), message.malformed))
-        _delete(sqs, queue_url, done, result)
-    _show_again(sqs, queue_url, kept)
+    try:
+        while idle < idle_receives:
+            response = _sqs_call(
+                sqs.receive_message,
+                queue_url,
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=_MAX_MESSAGES,
+                WaitTimeSeconds=wait_seconds,
+                VisibilityTimeout=visibility_timeout,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+            batch = [m for m in response.get("Messages") or [] if m["MessageId"] not in seen]
+            if not batch:
+                idle += 1
+                continue
+            idle = 0
+            seen.update(m["MessageId"] for m in batch)
+            result.received += len(batch)
+            # Until `process` answers, the whole batch counts as kept (an error, Ctrl-C).
+            kept += [m["ReceiptHandle"] for m in batch]
+            messages = [message_from_body(m["MessageId"], m.get("Body", "")) for m in batch]
+            outcome = process(messages)
+            done: list[dict[str, Any]] = []
+            for raw, message in zip(batch, messages, strict=True):
+                verdict = outcome.get(message.id, FAILED)  # not answered for: keep it
+                if verdict == DONE:
+                    done.append(raw)
+                elif verdict == UNRESOLVED:
+                    result.unresolved += 1
+                else:
+                    result.failed += 1
+                if verdict != DONE and message.malformed:
+                    result.unreadable += 1
+                    if on_unreadable is not None:
+                        on_unreadable(Unreadable(message.id, raw.get("Body", ""), message.malformed))
+            _delete(sqs, queue_url, done, result)
+            gone = {m["ReceiptHandle"] for m in done}
+            kept = [handle for handle in kept if handle not in gone]
+    finally:
+        # Also after an error or Ctrl-C: what it kept is visible again for the next drain.
+        _show_again(sqs, queue_url, kept)
     return result
 
 
-def _show_again(sqs: Any, queue_url: str, kept: list[dict[str, Any]]) -> None:
+def _show_again(sqs: Any, queue_url: str, kept: list[str]) -> None:
     """Make the kept messages visible again now (ChangeMessageVisibilityBatch, 10 a call)."""
     for start in range(0, len(kept), _MAX_MESSAGES):
         entries = [
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-            for i, m in enumerate(kept[start : start + _MAX_MESSAGES])
+            {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+            for i, handle in enumerate(kept[start : start + _MAX_MESSAGES])
         ]
         # Losing this call only delays them: they come back when the visibility timeout ends.
         with contextlib.suppress(ClientError, BotoCoreError):

@@ -15,7 +15,8 @@ import pytest
 from helpers import load_event
 from vpcflow_partitioner.formats import TableSpec
 
-pytestmark = pytest.mark.package
+# One worker packages: osls writes .serverless/ in the project folder, so two at once collide.
+pytestmark = [pytest.mark.package, pytest.mark.xdist_group("package")]
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / ".build" / "tests"
 VARIANTS = {
@@ -219,8 +220,10 @@ def test_functions_and_layer(packages: dict[str, Path]) -> None:
     )
 
 
-@pytest.mark.parametrize(("name", "mode"), [("dev", None), ("prod", None), ("eventbridge", "Active")])
-def test_tracing_is_a_param_off_by_default(packages: dict[str, Path], name: str, mode: str | None) -> None:
+@pytest.mark.parametrize(
+    ("name", "mode"), [("dev", "PassThrough"), ("prod", "PassThrough"), ("eventbridge", "Active")]
+)
+def test_tracing_is_a_param_off_by_default(packages: dict[str, Path], name: str, mode: str) -> None:
     functions = [
         r["Properties"]
         for r in template(packages, name)["Resources"].values()
@@ -228,8 +231,8 @@ def test_tracing_is_a_param_off_by_default(packages: dict[str, Path], name: str,
     ]
     assert functions
     for function in functions:
-        assert (function.get("TracingConfig") or {}).get("Mode") == mode  # none: PassThrough
-        assert function["Environment"]["Variables"]["TRACING"] == ("true" if mode else "false")
+        assert function["TracingConfig"]["Mode"] == mode
+        assert function["Environment"]["Variables"]["TRACING"] == ("true" if mode == "Active" else "false")
 
 
 def test_the_zip_holds_only_the_package(packages: dict[str, Path]) -> None:
@@ -238,8 +241,12 @@ def test_the_zip_holds_only_the_package(packages: dict[str, Path]) -> None:
     assert "functions/vpcflow_partitioner/handlers.py" in names
     # the package minus the operator's subpackage: no console script, audit, demo or init
     assert not any("/ops/" in n for n in names)
-    # bytecode only for the Lambda runtime's Python (make precompile), never the build machine's
-    assert all(n.endswith(".cpython-312.pyc") for n in names if "__pycache__" in n)
+    # bytecode only for the Lambda runtime's Python (make precompile), never the build machine's,
+    # and checked-hash (flags 3): the zip keeps no file times a timestamp .pyc could match
+    zipped = zipfile.ZipFile(packages["prod"] / "vpcflow-partitioner.zip")
+    for name in (n for n in names if "__pycache__" in n):
+        assert name.endswith(".cpython-312.pyc"), name
+        assert int.from_bytes(zipped.read(name)[4:8], "little") == 3, name
     assert {n.rsplit("/", 1)[-1] for n in names} >= {"handlers.py", "pipeline.py", "sources.py", "keys.py"}
 
 

@@ -486,8 +486,18 @@ def test_an_invocation_of_cache_hits_alone_prints_no_metrics_document(
         handlers.on_object_created(load_event("sqs_s3.json"))
     assert '"_aws"' not in capsys.readouterr().out  # warm, cache hits only: nothing printed
     now = time.time()
-    monkeypatch.setattr(time, "time", lambda: now + handlers.CACHE_HITS_EVERY + 1)
+    monkeypatch.setattr(time, "time", lambda: now + 61)  # CACHE_HITS_METRICS_SECONDS: 60
     handlers.on_object_created(load_event("sqs_s3.json"))
     assert emitted_metrics(capsys.readouterr().out) == {"CacheHits": 12}  # all of them, a minute on
     handlers.on_object_created(json.loads(s3_body(flow_key("2022-08-31"))))
     assert emitted_metrics(capsys.readouterr().out) == {"PartitionsCreated": 1}
+
+
+def test_cache_hits_metrics_seconds_zero_publishes_every_invocation(
+    classic: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CACHE_HITS_METRICS_SECONDS", "0")
+    handlers.on_object_created(load_event("sqs_s3.json"))
+    capsys.readouterr()
+    handlers.on_object_created(load_event("sqs_s3.json"))
+    assert emitted_metrics(capsys.readouterr().out) == {"CacheHits": 2}

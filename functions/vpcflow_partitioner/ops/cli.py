@@ -632,17 +632,26 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
         try:
             for source in sources:
                 task = progress.add_task(escape(source.name), total=source.size)
-                events = 0
-                for number, chunk in enumerate(_chunks(_messages(source, totals), _REPLAY_CHUNK)):
-                    events += sum(1 for m in chunk if not m.malformed)
-                    if not events and number == 0 and len(chunk) < _REPLAY_CHUNK:
-                        break  # the whole file, and no event in it: one error line below, no warnings
+                events = held = 0
+                for chunk in _chunks(_messages(source, totals), _REPLAY_CHUNK):
+                    good = sum(1 for m in chunk if not m.malformed)
+                    if not events and not good:
+                        # Nothing but lines that are not events so far (a file that holds no event
+                        # at all is one error line below, not a warning a line): count them.
+                        held += len(chunk)
+                        continue
+                    events += good
                     # Recovery asks Glue, never the cache.
                     totals.add(partitioner.run(chunk, now=time.time(), use_cache=False, dry_run=args.dry_run))
                     progress.update(task, completed=source.position())
                 progress.update(task, completed=source.position())
                 if not events:
                     empty.append(source.name)
+                elif held:
+                    totals.counts["RecordsMalformed"] += held
+                    err.print(
+                        f"[yellow]warning:[/] the first {held} lines of {escape(source.name)} are not events"
+                    )
         except UsageError as exc:  # a file unreadable halfway: report what was done, then say why
             problem = exc
     if problem is None and empty:
