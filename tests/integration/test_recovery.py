@@ -156,8 +156,12 @@ def test_audit_exit_codes_fix_and_prune(env: None, capsys: Any) -> None:
     capsys.readouterr()
     assert main(["audit", "--json"]) == 3
     report = json.loads(capsys.readouterr().out)
-    assert report["missing"] == ["111111111111/us-east-1/2024/02/11"] and report["orphaned"] == [
-        "/".join(orphan)
+    assert [m["values"] for m in report["missing"]] == [["111111111111", "us-east-1", "2024", "02", "11"]]
+    assert report["orphaned"] == [
+        {
+            "values": orphan,
+            "location": f"s3://{BUCKET}/AWSLogs/111111111111/vpcflowlogs/us-east-1/2023/01/01/",
+        }
     ]
     assert main(["audit", "--since", "2024-02-12"]) == 0  # the range leaves both out
     assert main(["audit", "--fix"]) == 3  # the orphan stays: --fix never deletes

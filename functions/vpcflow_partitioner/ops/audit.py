@@ -461,10 +461,11 @@ class _CannotList(Exception):
 
 
 def summary(findings: Findings, repairs: Repairs | None = None) -> dict[str, Any]:
-    """The JSON shape of an audit: what was found, what was repaired, what remains."""
+    """The JSON shape of an audit: what was found, what was repaired, what remains. A partition
+    is its list of values (a value may hold "/": yyyy/MM/dd) and, where known, its Location."""
 
-    def joined(values: Values) -> str:
-        return "/".join(values)
+    def values(v: Values) -> list[str]:
+        return list(v)
 
     repairs = repairs or Repairs()
     done = {*repairs.created, *repairs.relocated, *repairs.updated, *repairs.pruned}
@@ -484,35 +485,37 @@ def summary(findings: Findings, repairs: Repairs | None = None) -> dict[str, Any
     return {
         "folders": findings.folders,
         "partitions_in_glue": findings.partitions,
-        "missing": [joined(v) for v in findings.missing],
-        "orphaned": [joined(p.values) for p in findings.orphaned],
+        "missing": [
+            {"values": values(v), "location": spec.location} for v, (spec, _) in findings.missing.items()
+        ],
+        "orphaned": [{"values": values(p.values), "location": p.location} for p in findings.orphaned],
         "wrong_location": [
-            {"values": joined(m.values), "location": m.location, "folder": m.folder}
+            {"values": values(m.values), "location": m.location, "folder": m.folder}
             for m in findings.wrong_location
         ],
         "descriptor_drift": [
-            {"values": joined(d.values), "location": d.location, "fields": list(d.fields)}
+            {"values": values(d.values), "location": d.location, "fields": list(d.fields)}
             for d in findings.descriptor_drift
         ],
         "collisions": [
-            {"values": joined(c.values), "folders": list(c.folders), "catalog_location": c.catalog_location}
+            {"values": values(c.values), "folders": list(c.folders), "catalog_location": c.catalog_location}
             for c in findings.collisions
         ],
         "unrepresentable": [{"folder": u.folder, "reason": u.reason} for u in findings.unrepresentable],
         "unreachable": [
-            {"values": joined(k.values), "location": k.location, "reason": k.reason}
+            {"values": values(k.values), "location": k.location, "reason": k.reason}
             for k in findings.unreachable
         ],
         "shared_location": [
-            {"values": joined(d.values), "location": d.location, "folder_of": joined(d.owner)}
+            {"values": values(d.values), "location": d.location, "folder_of": values(d.owner)}
             for d in findings.shared_location
         ],
-        "created": [joined(v) for v in repairs.created],
-        "relocated": [joined(v) for v in repairs.relocated],
-        "updated": [joined(v) for v in repairs.updated],
-        "pruned": [joined(v) for v in repairs.pruned],
-        "restored": [joined(v) for v in repairs.restored],
-        "failed": {joined(v): why for v, why in repairs.failed.items()},
+        "created": [values(v) for v in repairs.created],
+        "relocated": [values(v) for v in repairs.relocated],
+        "updated": [values(v) for v in repairs.updated],
+        "pruned": [values(v) for v in repairs.pruned],
+        "restored": [values(v) for v in repairs.restored],
+        "failed": [{"values": values(v), "reason": why} for v, why in repairs.failed.items()],
         "remaining": remaining,
         "list_calls": findings.list_calls,
     }

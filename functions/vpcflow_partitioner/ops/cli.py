@@ -861,8 +861,8 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
         report["would_prune"] = report["orphaned"]
     if args.fix and args.dry_run:
         report["would_create"] = report["missing"]
-        report["would_repoint"] = [m["values"] for m in report["wrong_location"]]
-        report["would_rewrite"] = [d["values"] for d in report["descriptor_drift"]]
+        report["would_repoint"] = report["wrong_location"]
+        report["would_rewrite"] = report["descriptor_drift"]
     if _json(args):
         out.print(json.dumps(report, indent=2), markup=False)
     else:

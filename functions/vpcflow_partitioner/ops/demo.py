@@ -380,7 +380,7 @@ def run_demo(out: Console, cli: Callable[[list[str]], int], days: int = 3) -> in
         audit = json.loads(audit_out.getvalue())
         back = client("glue").get_partition(DatabaseName=DATABASE, TableName=TABLE, PartitionValues=victim)
         out.print(
-            f"audit --fix: {len(audit['missing'])} missing ({', '.join(audit['missing'])}), {len(audit['created'])} created, "
+            f"audit --fix: {len(audit['missing'])} missing ({', '.join('/'.join(m['values']) for m in audit['missing'])}), {len(audit['created'])} created, "
             f"exit {code}; partition is back at {back['Partition']['StorageDescriptor']['Location']}"
         )
         dlq = client("sqs").get_queue_attributes(
