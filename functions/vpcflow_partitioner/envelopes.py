@@ -133,10 +133,12 @@ def _collect_record(record: Any, objects: list[ObjectRef], ignored: list[str], d
             ignored.append(event_name)
             return
         s3 = record["s3"]
-        key = s3["object"]["key"]  # still form-encoded: decode once, here
-        if "%" in key or "+" in key:  # flow-log keys seldom need it; a str check is cheaper
+        key, bucket = s3["object"]["key"], s3["bucket"]["name"]  # the key still form-encoded
+        if not isinstance(key, str) or not isinstance(bucket, str):
+            raise _Malformed("an S3 record whose key or bucket is not a string")
+        if "%" in key or "+" in key:  # decode once, here; flow-log keys seldom need it
             key = unquote_plus(key)
-        objects.append(ObjectRef(s3["bucket"]["name"], key))
+        objects.append(ObjectRef(bucket, key))
     elif source == "aws:sns":
         _collect(_loads(record["Sns"]["Message"], "SNS message"), objects, ignored, depth + 1)
     else:
@@ -155,6 +157,8 @@ def _collect_eventbridge(event: dict[str, Any], objects: list[ObjectRef], ignore
         key = detail["object"]["key"]
     except (KeyError, TypeError) as exc:
         raise _Malformed("EventBridge event without bucket or key") from exc
+    if not isinstance(key, str) or not isinstance(bucket, str):
+        raise _Malformed("an EventBridge event whose key or bucket is not a string")
     # Raw, as stored. powertools' S3EventBridgeNotificationObject.key would unquote_plus it
     # and turn a literal "+" into a space. Only a key that does not parse raw but does once
     # percent-decoded is taken decoded (flow-log names never contain "%").

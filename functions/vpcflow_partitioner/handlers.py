@@ -143,10 +143,11 @@ def _on_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def _publish(counts: dict[str, int], now: float) -> None:
     """One EMF document on stdout for what happened, unless it was only cache hits: those are
     added to a later document, or published alone CACHE_HITS_METRICS_SECONDS after the last."""
-    counts = dict(counts)
+    counts = {name: count for name, count in counts.items() if count}
     hits = _cache_hits
     hits.pending += counts.pop("CacheHits", 0)
-    hits.published_at = hits.published_at or now  # the clock starts with the container
+    # A new container publishes at once (published_at 0): a burst of short-lived containers
+    # loses at most each one's last CACHE_HITS_METRICS_SECONDS of hits.
     every = _settings().cache_hits_metrics_seconds
     if not counts and (not hits.pending or now - hits.published_at < every):
         return

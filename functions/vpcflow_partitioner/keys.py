@@ -39,7 +39,8 @@ _NAMES: dict[str, tuple[str, str]] = {
 def _layout(style: int) -> re.Pattern[str]:
     names = {level: pair[style] for level, pair in _NAMES.items()}
     daily = "/".join(names[level] for level in ("account", "service", "region", "year", "month", "day"))
-    return re.compile(rf"^(?P<prefix>(?:.*/)?)AWSLogs/{daily}/(?:{names['hour']}/)?(?P<file>{_FILE})$")
+    # \Z, not $: "$" would also match before a final newline, which is_flow_log_name refuses.
+    return re.compile(rf"^(?P<prefix>(?:.*/)?)AWSLogs/{daily}/(?:{names['hour']}/)?(?P<file>{_FILE})\Z")
 
 
 def is_flow_log_name(name: str) -> bool:
@@ -54,7 +55,7 @@ def is_flow_log_name(name: str) -> bool:
 _PLAIN = _layout(0)
 _HIVE = _layout(1)
 _FOLDER_NAMES = {
-    level: (re.compile(f"^{plain}$"), re.compile(f"^{hive}$")) for level, (plain, hive) in _NAMES.items()
+    level: (re.compile(rf"^{plain}\Z"), re.compile(rf"^{hive}\Z")) for level, (plain, hive) in _NAMES.items()
 }
 # AWS reserves "AWSLogs" ("You cannot use AWSLogs as a subfolder name"), so a key whose free
 # prefix passes through an account folder of another AWSLogs tree is a copy nested inside

@@ -36,7 +36,7 @@ _FAILED = "failed"  # a Skip that could not be confirmed against a fresh table: 
 # A negative decision (outside the Location, unpartitionable) is final for the object, so
 # it is taken against a table read during this invocation, once per kind of folder.
 _RECHECK_MEMORY = 10_000
-_PLAN_MEMORY = 4096
+_PLAN_MEMORY = 16_384
 
 # A claim held by another invocation usually turns into `present` within one Glue call;
 # look again a few times before failing the record back to its retry mechanism.
@@ -149,7 +149,7 @@ class Partitioner:
         self._read_at = 0.0
         self._rechecked: set[tuple[str, str]] = set()  # folders whose negative decision was re-checked
         self._plans: dict[tuple[str, str], PartitionSpec | Skip] = {}  # (bucket, folder) -> plan
-        self._plans_for: Scheme | None = None
+        self._plans_for: tuple[Any, ...] = ()  # the table version the plans were made for
 
     def scheme(self, now: float | None = None) -> Scheme:
         """The table's scheme: read with GetTable, again once TABLE_REFRESH_SECONDS have passed.
@@ -252,15 +252,18 @@ class Partitioner:
         folder, _, name = key.rpartition("/")
         if not is_flow_log_name(name):
             return Skip("ignored", "not a flow-log object")
-        if self._plans_for is not scheme:
-            self._plans, self._plans_for = {}, scheme
+        version = (scheme.table, scheme.create_time, scheme.version)
+        if self._plans_for != version:
+            self._plans, self._plans_for = {}, version
         memo = (bucket, folder)
         plan = self._plans.get(memo)
         if plan is None:
             obj = parse_key(key)
             plan = Skip("ignored", "not a flow-log object") if obj is None else scheme.plan(bucket, obj)
             if len(self._plans) >= _PLAN_MEMORY:
-                self._plans.clear()
+                # The newest out: the older entries stay, so a working set larger than the
+                # memory still hits for most of it (clearing all, or the oldest, never would).
+                self._plans.popitem()
             self._plans[memo] = plan
         return plan
 
@@ -295,78 +298,61 @@ class Partitioner:
                         folders.add((ref.bucket, obj.folder("region")))
         return folders
 
-    def _report(
-        self,
-        messages: list[Message],
-        plans: _Plans,
-        report: Report,
-    ) -> None:
-        ignored = report.ignored
-        outcomes, results = report.outcomes, report.results
+    def _report(self, messages: list[Message], plans: _Plans, report: Report) -> None:
+        """Per message: acked (with what was done) or failed (with why), and the counts.
+
+        The usual message (every object's partition is there) allocates no notes and builds no
+        strings: the detail line is made only when someone reads it.
+        """
+        ignored, outcomes, counts = report.ignored, report.outcomes, report.counts
         for message, planned in zip(messages, plans, strict=True):
-            if not message.malformed and not message.ignored:
-                # The usual message: every object's partition is there. No notes, no strings.
-                done: list[tuple[tuple[str, ...], str]] = []
-                for _, plan in planned:
-                    if not isinstance(plan, PartitionSpec) or outcomes[plan] not in _DONE:
-                        break
-                    done.append((plan.values, outcomes[plan]))
-                else:
-                    results.append(
-                        MessageResult(
-                            message.id,
-                            True,
-                            (),
-                            False,
-                            tuple(done) if len(done) == 1 else tuple(dict.fromkeys(done)),
-                        )
-                    )
-                    continue
             notes: list[str] = []
+            failures: list[str] = []
+            done: list[tuple[tuple[str, ...], str]] = []
             if message.malformed:
-                report.counts["RecordsMalformed"] += 1
+                counts["RecordsMalformed"] += 1
                 logger.warning("record malformed", message_id=message.id, reason=message.malformed)
                 notes.append(f"malformed: {message.malformed}")
             for reason in message.ignored:
-                report.counts["ObjectsIgnored"] += 1
+                counts["ObjectsIgnored"] += 1
                 ignored[f"notification {reason}"] += 1
                 notes.append(f"ignored: {reason}")
-            specs: set[PartitionSpec] = set()
-            failed: list[str] = []
             for ref, plan in planned:
-                reason = ""
                 if isinstance(plan, PartitionSpec):
-                    outcome = report.outcomes[plan]
-                    if not is_collision(outcome):
-                        specs.add(plan)
+                    outcome = outcomes[plan]
+                    if outcome in _DONE:
+                        done.append((plan.values, outcome))
                         continue
-                    reason = f"{outcome}: another folder maps to the same partition values"
+                    if not is_collision(outcome):
+                        failures.append(f"{'/'.join(plan.values)}: {outcome}")
+                        continue
+                    why = f"{outcome}: another folder maps to the same partition values"
                 elif plan.outcome == _FAILED:
-                    failed.append(f"{ref.key}: {plan.reason}")
+                    failures.append(f"{ref.key}: {plan.reason}")
                     continue
                 elif plan.outcome == "unpartitionable":
-                    reason = plan.reason
+                    why = plan.reason
                 else:
-                    report.counts["ObjectsIgnored"] += 1
+                    counts["ObjectsIgnored"] += 1
                     ignored[plan.reason] += 1
                     notes.append(f"ignored: {plan.reason}")
                     continue
-                report.counts["ObjectsUnpartitionable"] += 1
-                logger.warning("object unpartitionable", bucket=ref.bucket, key=ref.key, reason=reason)
-                notes.append(f"unpartitionable: {reason}")
-            if failed or any(outcomes[s] not in _DONE for s in specs):
-                failures = failed + sorted(
-                    f"{'/'.join(s.values)}: {outcomes[s]}" for s in specs if outcomes[s] not in _DONE
+                counts["ObjectsUnpartitionable"] += 1
+                logger.warning("object unpartitionable", bucket=ref.bucket, key=ref.key, reason=why)
+                notes.append(f"unpartitionable: {why}")
+            if failures:
+                counts["RecordsFailed"] += 1
+                report.results.append(
+                    MessageResult(message.id, ok=False, notes=tuple(dict.fromkeys(failures)))
                 )
-                report.counts["RecordsFailed"] += 1
-                results.append(MessageResult(message.id, False, tuple(failures)))
                 continue
-            unresolved = bool(notes) and any(
-                note.startswith(("malformed", "unpartitionable")) for note in notes
-            )
-            results.append(
+            report.results.append(
                 MessageResult(
-                    message.id, True, tuple(notes), unresolved, tuple((s.values, outcomes[s]) for s in specs)
+                    message.id,
+                    ok=True,
+                    notes=tuple(notes),
+                    unresolved=bool(message.malformed) or any(n.startswith("unpartitionable") for n in notes),
+                    done=tuple(dict.fromkeys(done)),
                 )
             )
         for reason, count in ignored.items():

@@ -459,13 +459,17 @@ def test_the_xray_sdk_is_imported_only_when_tracing_is_on(tracing: str, imported
 
     program = (
         "import sys; import vpcflow_partitioner.handlers as h\n"
-        "print('aws_xray_sdk' in sys.modules, 'xray' in repr(h._on_object_created.__wrapped__).lower())\n"
+        "inner = h._on_object_created.__wrapped__  # under the Logger's decorator\n"
+        "print('aws_xray_sdk' in sys.modules, hasattr(inner, '__wrapped__'))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "TRACING"} | {"TRACING": tracing}
     done = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, env=env, check=True
     )
-    assert done.stdout.split()[0] == str(imported)
+    xray, wrapped = done.stdout.split()
+    assert xray == str(imported)
+    # traced: the Tracer's wrapper sits between the Logger's and ours; untraced: ours directly
+    assert wrapped == str(imported)
 
 
 def test_settings_are_read_once_per_container(classic: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -501,3 +505,37 @@ def test_cache_hits_metrics_seconds_zero_publishes_every_invocation(
     capsys.readouterr()
     handlers.on_object_created(load_event("sqs_s3.json"))
     assert emitted_metrics(capsys.readouterr().out) == {"CacheHits": 2}
+
+
+def test_a_record_whose_key_is_not_a_string_is_malformed_and_its_neighbours_go_on(
+    classic: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = json.loads(s3_body(flow_key("2022-08-29")))
+    broken["Records"][0]["s3"]["object"]["key"] = ["not", "a", "string"]
+    event = sqs_event(json.dumps(broken), s3_body(flow_key("2022-08-30")))
+    capsys.readouterr()
+    assert handlers.on_object_created(event) == {"batchItemFailures": []}
+    assert emitted_metrics(capsys.readouterr().out) == {"RecordsMalformed": 1, "PartitionsCreated": 1}
+
+
+def test_a_key_ending_in_a_newline_is_no_flow_log(classic: None, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert handlers.on_object_created(json.loads(s3_body(flow_key("2022-08-29") + "\n"))) == {
+        "messages": 1,
+        "ObjectsIgnored": 1,
+    }
+    assert partitions(glue()) == {}
+
+
+def test_the_plan_memory_keeps_its_older_plans_when_full(classic: None) -> None:
+    from vpcflow_partitioner import pipeline
+
+    partitioner = handlers._partitioner(handlers._settings())
+    scheme = partitioner.scheme()
+    folders = [flow_key(f"2022-08-{d:02d}", hour=f"{h:02d}") for d in range(1, 29) for h in range(24)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "_PLAN_MEMORY", 100)
+        for key in folders[:150]:  # more folders than it keeps
+            partitioner.plan_object(scheme, BUCKET, key)
+        assert len(partitioner._plans) == 100
+        assert (BUCKET, folders[0].rpartition("/")[0]) in partitioner._plans  # the first ones stay
