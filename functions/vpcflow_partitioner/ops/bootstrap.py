@@ -11,10 +11,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..catalog import TableWriter, database_exists, ensure_database
 from ..errors import TransientError, classify
 from ..formats import Field, FormatError, TableSpec, fields_from_columns, parse_header
 from ..scheme import TableRef, split_location
+from .tables import TableWriter, database_exists, ensure_database
 
 # A text file's header line is far shorter than this; gzip needs only the head to inflate it.
 _HEAD_BYTES = 64 * 1024
