@@ -75,7 +75,7 @@ from ..sources import (
 from .audit import Audit, Findings, PruneRefused, Repairs
 from .audit import summary as audit_summary
 from .bootstrap import apply_init, create_view, plan_init, read_object_fields
-from .inputs import EventFile, events_to_messages
+from .inputs import NOT_JSON, EventFile, events_to_messages
 from .logs import configure
 
 PROG = "vpcflow-partitioner"
@@ -484,6 +484,7 @@ def _init(args: argparse.Namespace, out: Console, err: Console) -> int:
         return OK
     glue = _client(settings, "glue")
     plan = plan_init(glue, spec, settings.catalog_id)
+    _warn_if_no_bucket(_client(settings, "s3"), location, err)
     keys_differ = [d for d in plan.differences if d.startswith("partition keys")]
     if args.update and keys_differ:
         raise FormatError(
@@ -542,6 +543,20 @@ def _init(args: argparse.Namespace, out: Console, err: Console) -> int:
             out.print(local_day_query(spec, args.view_timezone, date(2022, 8, 29)), markup=False)
     changes = action in ("would create", "would update", "differs") or database == "would create"
     return DRIFT if changes or (args.dry_run and view) else OK
+
+
+def _warn_if_no_bucket(s3: Any, location: str, err: Console) -> None:
+    """A table over a bucket that does not exist (yet) is allowed, and worth one line."""
+    bucket = location.split("/")[2] if location.startswith("s3://") else ""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchBucket", "NotFound"):
+            err.print(
+                f"[yellow]warning:[/] bucket {escape(bucket)} does not exist (yet): nothing is partitioned until flow logs arrive there"
+            )
+    except BotoCoreError:
+        pass  # unreachable here: the table calls will say so
 
 
 # ---------------------------------------------------------------- replay / backfill
@@ -674,7 +689,7 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 def _messages(source: EventFile, totals: _Totals) -> Iterator[Message]:
     for label, event in source.events():
-        totals.events += 1
+        totals.events += event is not NOT_JSON  # documents; a line that is not JSON is malformed
         for message in events_to_messages(label, event):
             totals.messages += 1
             totals.objects += len(message.objects)
