@@ -350,9 +350,10 @@ class Partitioner:
                 MessageResult(
                     message.id,
                     ok=True,
-                    notes=tuple(notes),
-                    unresolved=bool(message.malformed) or any(n.startswith("unpartitionable") for n in notes),
-                    done=tuple(dict.fromkeys(done)),
+                    notes=tuple(notes) if notes else (),
+                    unresolved=bool(notes)
+                    and (bool(message.malformed) or any(n.startswith("unpartitionable") for n in notes)),
+                    done=tuple(done) if len(done) < 2 else tuple(dict.fromkeys(done)),
                 )
             )
         for reason, count in ignored.items():
