@@ -40,7 +40,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy tests
 
 test: $(STAMP) $(NODE_STAMP) lint typecheck
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
 
 demo: $(DEMO_STAMP)
 	$(BIN)/vpcflow-partitioner demo
@@ -59,15 +59,20 @@ precompile:
 		$(PY312) -m compileall -q -f --invalidation-mode checked-hash -x '/ops/' functions/vpcflow_partitioner; \
 	else echo "warning: no python3.12 here: the zip carries no bytecode, so each cold start compiles our modules (~20 ms)" >&2; fi
 
+# The stage's params, as osls takes them: PARAMS="--param=sourceBucket=acme-flow-logs --param=trigger=eventbridge"
+PARAMS ?=
+REGION ?= us-east-1
+
 # Offline, no AWS credentials needed: the CloudFormation template and the zip in .build/package-$(STAGE)
+# make package STAGE=prod PARAMS="--param=sourceBucket=acme-flow-logs"
 package: $(STAMP) $(NODE_STAMP) precompile
-	VPCFLOW_PYTHON=$(abspath $(BIN)/python) npx serverless package --stage $(STAGE) --package .build/package-$(STAGE)
+	VPCFLOW_PYTHON=$(abspath $(BIN)/python) npx serverless package --stage $(STAGE) --region $(REGION) $(PARAMS) --package .build/package-$(STAGE)
 	$(BIN)/cfn-lint .build/package-$(STAGE)/cloudformation-template-update-stack.json
 
-# Needs AWS credentials for the target account: make deploy STAGE=prod [REGION=eu-west-1]
-REGION ?= us-east-1
+# Needs AWS credentials for the target account:
+# make deploy STAGE=prod REGION=eu-west-1 PARAMS="--param=sourceBucket=acme-flow-logs"
 deploy: $(STAMP) $(NODE_STAMP) precompile
-	VPCFLOW_PYTHON=$(abspath $(BIN)/python) npx serverless deploy --stage $(STAGE) --region $(REGION)
+	VPCFLOW_PYTHON=$(abspath $(BIN)/python) npx serverless deploy --stage $(STAGE) --region $(REGION) $(PARAMS)
 
 clean:
 	rm -rf $(VENV) node_modules .serverless .pytest_cache .mypy_cache .ruff_cache

@@ -1,71 +1,246 @@
 'use strict';
 
-// The parts of serverless.yml that depend on the stage's params: the trigger wiring, the
-// optional resources, the least-privilege IAM statements, and the Glue table, which comes
-// from the Python definition that `vpcflow-partitioner init` uses (one source of truth).
+// The parts of serverless.yml that depend on the stage's params: their validation, the trigger
+// wiring, the optional resources, one least-privilege role per function, the alarms and where
+// they go, and the Glue table, which comes from the Python definition that
+// `vpcflow-partitioner init` uses (one source of truth).
+//
+// A param that is missing or wrong never throws here (osls would print it three times inside
+// Node stacks): `problems` lists them, and deploy/validate.js refuses to package with one line.
 
 const { execFileSync } = require('child_process');
 const path = require('path');
 
 const ROOT = path.resolve(__dirname, '..');
-
-async function params(resolveVariable) {
-  const get = async (name) => {
-    const value = await resolveVariable(`param:${name}`);
-    return value === null || value === undefined ? '' : String(value);
-  };
-  const names = [
-    'sourceBucket', 'flowLogPrefix', 'glueDatabase', 'glueTable', 'glueCatalogId', 'tableLayout',
-    'tableFileFormat', 'tableHourly', 'tableFormat', 'createTable', 'createDatabase', 'trigger',
-    'batchSize', 'batchWindow', 'maxConcurrency', 'cache', 'cacheTtlDays', 'schedule', 'reconcileDays',
-    'createWorkgroup', 'athenaBytesCutoff', 'pointInTimeRecovery', 'alarmTopicArn', 'functionTimeout',
-    'maxReceiveCount', 'ignoredAlarmThreshold', 'tableRefreshSeconds', 'tracing',
-  ];
-  const p = {};
-  for (const name of names) p[name] = await get(name);
-  const stage = await resolveVariable('sls:stage');
-  const service = await resolveVariable('self:service');
-  p.prefix = `${service}-${stage}`;
-  p.trigger = p.trigger || 'sqs';
-  if (!['sqs', 'eventbridge', 's3'].includes(p.trigger)) {
-    throw new Error(`param trigger must be sqs, eventbridge or s3, not ${p.trigger}`);
-  }
-  p.usesQueue = p.trigger !== 's3';
-  p.cacheOn = p.cache === 'true';
-  p.flowLogPrefix = p.flowLogPrefix || 'AWSLogs/';
-  return p;
-}
+const BOOLEANS = ['createTable', 'createDatabase', 'cache', 'tableHourly', 'tracing', 'createWorkgroup', 'pointInTimeRecovery'];
+// [name, minimum, maximum]: the documented ranges of what each number configures.
+const NUMBERS = [
+  ['batchSize', 1, 10000], // SQS event source: 1 to 10,000 records
+  ['batchWindow', 0, 300], // MaximumBatchingWindowInSeconds: 0 to 300
+  ['maxConcurrency', 2, 1000], // SQS ScalingConfig.MaximumConcurrency: 2 to 1,000
+  ['maxReceiveCount', 1, 1000], // RedrivePolicy.maxReceiveCount: 1 to 1,000
+  ['functionTimeout', 1, 900], // Lambda: at most 900 s
+  ['cacheTtlDays', 1, 3650],
+  ['reconcileDays', 1, 366],
+  ['tableRefreshSeconds', 0, 86400],
+  ['athenaBytesCutoff', 10000000, Number.MAX_SAFE_INTEGER], // Athena: at least 10 MB
+  ['ignoredAlarmThreshold', 0, Number.MAX_SAFE_INTEGER],
+  ['queueAgeAlarmSeconds', 60, 1209600],
+];
+const NAMES = [
+  'sourceBucket', 'flowLogPrefix', 'tableLocation', 'glueDatabase', 'glueTable', 'glueCatalogId',
+  'tableLayout', 'tableFileFormat', 'tableHourly', 'tableFormat', 'createTable', 'createDatabase',
+  'trigger', 'batchSize', 'batchWindow', 'maxConcurrency', 'cache', 'cacheTtlDays', 'schedule',
+  'reconcileDays', 'createWorkgroup', 'athenaBytesCutoff', 'pointInTimeRecovery', 'alarmTopicArn',
+  'alarmEmail', 'functionTimeout', 'maxReceiveCount', 'ignoredAlarmThreshold', 'queueAgeAlarmSeconds',
+  'tableRefreshSeconds', 'tracing', 'powertoolsVersion', 'powertoolsLayerArn',
+];
+// The files a flow log writes ("Flow log files", VPC user guide): the only objects that
+// should invoke anything. The S3 rules and the EventBridge pattern both filter on them.
+const FLOW_LOG_SUFFIXES = ['.log.gz', '.log.parquet'];
+const EXAMPLE = 'make deploy STAGE=prod PARAMS="--param=sourceBucket=acme-flow-logs"';
 
 const sub = (text) => ({ 'Fn::Sub': text });
-const catalog = (p) => (p.glueCatalogId ? p.glueCatalogId : '${AWS::AccountId}');
+const getAtt = (name, attribute = 'Arn') => ({ 'Fn::GetAtt': [name, attribute] });
+
+// Parsing and validation. osls resolves in phases, and an early phase may not resolve params
+// yet (it rejects with MISSING_VARIABLE_DEPENDENCY): only a finished result is kept.
+let loading;
+function config(resolveVariable) {
+  if (!loading) {
+    loading = load(resolveVariable);
+    loading.catch(() => { loading = undefined; });
+  }
+  return loading;
+}
+
+async function load(resolveVariable) {
+  const p = {};
+  for (const name of NAMES) {
+    const value = await resolveVariable(`param:${name}`);
+    p[name] = value === null || value === undefined ? '' : String(value).trim();
+  }
+  p.prefix = `${await resolveVariable('self:service')}-${await resolveVariable('sls:stage')}`;
+  const problems = validate(p);
+  derive(p);
+  if (problems.length === 0 && p.createTable === 'true') {
+    try {
+      p.glue = glueTableResources(p);
+    } catch (error) {
+      problems.push(error.message);
+    }
+  }
+  return { p, problems };
+}
+
+function validate(p) {
+  const problems = [];
+  const bad = (text) => problems.push(text);
+  if (!p.sourceBucket) {
+    bad(`param sourceBucket is required: the bucket your flow logs deliver to, e.g. ${EXAMPLE}`);
+  } else if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(p.sourceBucket) || p.sourceBucket.includes('..')) {
+    bad(`param sourceBucket "${p.sourceBucket}" is not an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)`);
+  }
+  if (!['sqs', 'eventbridge', 's3'].includes(p.trigger)) {
+    bad(`param trigger must be sqs, eventbridge or s3, not "${p.trigger}"`);
+  }
+  for (const name of BOOLEANS) {
+    if (!['true', 'false'].includes(p[name])) bad(`param ${name} must be true or false, not "${p[name]}"`);
+  }
+  for (const [name, min, max] of NUMBERS) {
+    const n = Number(p[name]);
+    if (p[name] === '' || !Number.isInteger(n) || n < min || n > max) {
+      bad(`param ${name} must be a whole number from ${min} to ${max}, not "${p[name]}"`);
+    }
+  }
+  if (Number(p.batchSize) > 10 && Number(p.batchWindow) < 1) {
+    bad('param batchSize above 10 needs batchWindow of at least 1 second (an SQS event source rule)');
+  }
+  if (!['multi-account', 'hive', 'classic'].includes(p.tableLayout)) {
+    bad(`param tableLayout must be multi-account, hive or classic, not "${p.tableLayout}"`);
+  }
+  if (!['text', 'parquet'].includes(p.tableFileFormat)) {
+    bad(`param tableFileFormat must be text or parquet, not "${p.tableFileFormat}"`);
+  }
+  if (p.flowLogPrefix.startsWith('/') || (p.flowLogPrefix && !p.flowLogPrefix.endsWith('/'))) {
+    bad(`param flowLogPrefix "${p.flowLogPrefix}" must be a folder: no leading "/", a trailing "/"`);
+  }
+  if (p.glueCatalogId && !/^\d{12}$/.test(p.glueCatalogId)) {
+    bad(`param glueCatalogId must be a 12-digit account id, not "${p.glueCatalogId}"`);
+  }
+  if (p.glueCatalogId && p.createTable === 'true') {
+    bad('param glueCatalogId names another account\'s catalog, where this stack cannot create the table: '
+      + 'set createTable=false and tableLocation, and create the table there with `vpcflow-partitioner init`');
+  }
+  if (p.createTable === 'false' && !p.tableLocation) {
+    bad('param tableLocation is required with createTable=false: the existing table\'s Location '
+      + '(aws glue get-table ... --query Table.StorageDescriptor.Location), which the sweep may list');
+  }
+  if (p.tableLocation) {
+    const match = /^s3:\/\/([^/]+)\/(.*)$/.exec(p.tableLocation);
+    if (!match) {
+      bad(`param tableLocation must look like s3://bucket/prefix/, not "${p.tableLocation}"`);
+    } else if (p.sourceBucket && match[1] !== p.sourceBucket) {
+      bad(`param tableLocation is in bucket ${match[1]}, but sourceBucket is ${p.sourceBucket}: `
+        + 'the function hears only sourceBucket\'s notifications');
+    }
+  }
+  if (!/^(rate|cron)\(.+\)$/.test(p.schedule)) bad(`param schedule must be rate(...) or cron(...), not "${p.schedule}"`);
+  if (p.alarmTopicArn && !/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$/.test(p.alarmTopicArn)) {
+    bad(`param alarmTopicArn must be an SNS topic ARN, not "${p.alarmTopicArn}"`);
+  }
+  if (p.alarmEmail && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(p.alarmEmail)) {
+    bad(`param alarmEmail must be an email address, not "${p.alarmEmail}"`);
+  }
+  if (p.alarmEmail && p.alarmTopicArn) {
+    bad('params alarmEmail and alarmTopicArn: alarmEmail subscribes to the topic this stack owns; '
+      + 'with your own topic, subscribe the address there and leave alarmEmail empty');
+  }
+  if (!p.powertoolsLayerArn && !/^\d+\.\d+\.\d+$/.test(p.powertoolsVersion)) {
+    bad(`param powertoolsVersion must be a release such as 3.37.0, not "${p.powertoolsVersion}"`);
+  }
+  return problems;
+}
+
+// Where the table reads: the created table's Location, or the existing one's (tableLocation).
+function derive(p) {
+  p.location = p.tableLocation || `s3://${p.sourceBucket}/${p.flowLogPrefix}`;
+  if (!p.location.endsWith('/')) p.location += '/';
+  p.keyPrefix = p.location.replace(/^s3:\/\/[^/]+\//, '');
+  p.usesQueue = p.trigger !== 's3';
+  p.cacheOn = p.cache === 'true';
+  p.ownTopic = !p.alarmTopicArn;
+}
+
+// S3 compares filter values with the URL-encoded key: "special characters ... must be
+// URL-encoded" (S3 user guide, event notification filtering), so `aws-account-id=` is `%3D`.
+function filterValue(text) {
+  return text.split('/').map(encodeURIComponent).join('/');
+}
+
+// EventBridge wildcard matching: `*` is any run of characters; a literal `*` or `\` is escaped.
+function wildcardLiteral(text) {
+  return text.replace(/[\\*]/g, (c) => `\\${c}`);
+}
 
 function glueTableResources(p) {
-  const location = `s3://${p.sourceBucket}/${p.flowLogPrefix}`;
   const python = process.env.VPCFLOW_PYTHON || 'python3';
   const args = [
     '-m', 'vpcflow_partitioner.ops.deploy',
-    '--database', p.glueDatabase, '--table', p.glueTable, '--location', location,
-    '--layout', p.tableLayout || 'multi-account', '--file-format', p.tableFileFormat || 'text',
-    '--hourly', p.tableHourly || 'false', '--create-database', p.createDatabase || 'true',
+    '--database', p.glueDatabase, '--table', p.glueTable, '--location', p.location,
+    '--layout', p.tableLayout, '--file-format', p.tableFileFormat,
+    '--hourly', p.tableHourly, '--create-database', p.createDatabase,
   ];
   if (p.tableFormat) args.push('--format', p.tableFormat);
-  const out = execFileSync(python, args, {
-    cwd: ROOT,
-    env: { ...process.env, PYTHONPATH: path.join(ROOT, 'functions') },
-    encoding: 'utf8',
-  });
-  return JSON.parse(out);
+  try {
+    const out = execFileSync(python, args, {
+      cwd: ROOT,
+      env: { ...process.env, PYTHONPATH: path.join(ROOT, 'functions') },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return JSON.parse(out);
+  } catch (error) {
+    const said = String(error.stderr || error.message).trim().split('\n').pop();
+    throw new Error(`the Glue table definition failed: ${said.replace(/^error: /, '')}`);
+  }
 }
 
 function deadLetterQueue(p) {
-  return {
-    Type: 'AWS::SQS::Queue',
-    Properties: {
-      QueueName: `${p.prefix}-dlq`,
-      MessageRetentionPeriod: 1209600,
-      // SSE-SQS: S3 cannot be granted the AWS-managed aws/sqs KMS key, so a bucket could not send.
-      SqsManagedSseEnabled: true,
+  const r = {
+    EventsDeadLetterQueue: {
+      Type: 'AWS::SQS::Queue',
+      Properties: {
+        QueueName: `${p.prefix}-dlq`,
+        MessageRetentionPeriod: 1209600, // 14 days, the SQS maximum
+        // SSE-SQS: S3 and EventBridge cannot be granted the AWS-managed aws/sqs KMS key.
+        SqsManagedSseEnabled: true,
+      },
     },
+  };
+  r.DeadLetterQueuePolicy = {
+    Type: 'AWS::SQS::QueuePolicy',
+    Properties: {
+      Queues: [{ Ref: 'EventsDeadLetterQueue' }],
+      PolicyDocument: { Version: '2012-10-17', Statement: [tlsOnly('sqs:*', getAtt('EventsDeadLetterQueue'))] },
+    },
+  };
+  if (p.trigger === 'eventbridge') {
+    // The rule's target DLQ: EventBridge sends what it could not deliver after its retries.
+    r.DeadLetterQueuePolicy.Properties.PolicyDocument.Statement.push({
+      Sid: 'EventBridgeSendsUndeliverable',
+      Effect: 'Allow',
+      Principal: { Service: 'events.amazonaws.com' },
+      Action: 'sqs:SendMessage',
+      Resource: getAtt('EventsDeadLetterQueue'),
+      Condition: { ArnEquals: { 'aws:SourceArn': getAtt('ObjectCreatedRule') } },
+    });
+  }
+  return r;
+}
+
+function tlsOnly(action, resource) {
+  return {
+    Sid: 'DenyWithoutTLS',
+    Effect: 'Deny',
+    Principal: '*',
+    Action: action,
+    Resource: resource,
+    Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+  };
+}
+
+function eventPattern(p) {
+  // Flow-log files only, plain and Hive layouts (`.../123456789012/vpcflowlogs/...` and
+  // `.../aws-service=vpcflowlogs/...`): a shared log-archive bucket's CloudTrail, ELB or Config
+  // objects never reach the queue.
+  const key = FLOW_LOG_SUFFIXES.map((suffix) => ({
+    wildcard: `${wildcardLiteral(p.keyPrefix)}*vpcflowlogs/*${suffix}`,
+  }));
+  return {
+    source: ['aws.s3'],
+    'detail-type': ['Object Created'],
+    detail: { bucket: { name: [p.sourceBucket] }, object: { key } },
   };
 }
 
@@ -76,23 +251,25 @@ function queueResources(p) {
     Properties: {
       QueueName: `${p.prefix}-events`,
       // Lambda's guidance: a visibility timeout of at least six times the function timeout.
-      VisibilityTimeout: 6 * Number(p.functionTimeout || 60),
-      MessageRetentionPeriod: 345600,
+      VisibilityTimeout: 6 * Number(p.functionTimeout),
+      // 14 days, the SQS maximum: a message that waits (polling stopped, the function broken)
+      // expires without reaching the DLQ, so it gets every day SQS allows and an age alarm.
+      MessageRetentionPeriod: 1209600,
       SqsManagedSseEnabled: true,
       RedrivePolicy: {
-        deadLetterTargetArn: { 'Fn::GetAtt': ['EventsDeadLetterQueue', 'Arn'] },
-        maxReceiveCount: Number(p.maxReceiveCount || 5),
+        deadLetterTargetArn: getAtt('EventsDeadLetterQueue'),
+        maxReceiveCount: Number(p.maxReceiveCount),
       },
     },
   };
-  const statements = [];
+  const statements = [tlsOnly('sqs:*', getAtt('EventsQueue'))];
   if (p.trigger === 'sqs') {
     statements.push({
       Sid: 'S3SendsObjectCreated',
       Effect: 'Allow',
       Principal: { Service: 's3.amazonaws.com' },
       Action: 'sqs:SendMessage',
-      Resource: { 'Fn::GetAtt': ['EventsQueue', 'Arn'] },
+      Resource: getAtt('EventsQueue'),
       Condition: {
         ArnLike: { 'aws:SourceArn': sub(`arn:\${AWS::Partition}:s3:::${p.sourceBucket}`) },
         StringEquals: { 'aws:SourceAccount': sub('${AWS::AccountId}') },
@@ -104,29 +281,29 @@ function queueResources(p) {
       Effect: 'Allow',
       Principal: { Service: 'events.amazonaws.com' },
       Action: 'sqs:SendMessage',
-      Resource: { 'Fn::GetAtt': ['EventsQueue', 'Arn'] },
-      Condition: { ArnEquals: { 'aws:SourceArn': { 'Fn::GetAtt': ['ObjectCreatedRule', 'Arn'] } } },
+      Resource: getAtt('EventsQueue'),
+      Condition: { ArnEquals: { 'aws:SourceArn': getAtt('ObjectCreatedRule') } },
     });
     r.ObjectCreatedRule = {
       Type: 'AWS::Events::Rule',
       Properties: {
         Name: `${p.prefix}-object-created`,
-        Description: 'S3 Object Created events for the flow-log prefix',
-        EventPattern: {
-          source: ['aws.s3'],
-          'detail-type': ['Object Created'],
-          detail: { bucket: { name: [p.sourceBucket] }, object: { key: [{ prefix: p.flowLogPrefix }] } },
-        },
-        Targets: [{ Id: 'events-queue', Arn: { 'Fn::GetAtt': ['EventsQueue', 'Arn'] } }],
+        Description: 'S3 Object Created events of flow-log files under the table Location',
+        EventPattern: eventPattern(p),
+        Targets: [{
+          Id: 'events-queue',
+          Arn: getAtt('EventsQueue'),
+          // Without these, an event EventBridge cannot deliver is dropped: retry for the
+          // maximum (185 tries over 24 hours), then keep it in the DLQ for `replay`.
+          RetryPolicy: { MaximumRetryAttempts: 185, MaximumEventAgeInSeconds: 86400 },
+          DeadLetterConfig: { Arn: getAtt('EventsDeadLetterQueue') },
+        }],
       },
     };
   }
   r.EventsQueuePolicy = {
     Type: 'AWS::SQS::QueuePolicy',
-    Properties: {
-      Queues: [{ Ref: 'EventsQueue' }],
-      PolicyDocument: { Version: '2012-10-17', Statement: statements },
-    },
+    Properties: { Queues: [{ Ref: 'EventsQueue' }], PolicyDocument: { Version: '2012-10-17', Statement: statements } },
   };
   return r;
 }
@@ -165,6 +342,16 @@ function workgroupResources(p) {
         LifecycleConfiguration: { Rules: [{ Id: 'expire-query-results', Status: 'Enabled', ExpirationInDays: 30 }] },
       },
     },
+    AthenaResultsBucketPolicy: {
+      Type: 'AWS::S3::BucketPolicy',
+      Properties: {
+        Bucket: { Ref: 'AthenaResultsBucket' },
+        PolicyDocument: {
+          Version: '2012-10-17',
+          Statement: [tlsOnly('s3:*', [getAtt('AthenaResultsBucket'), { 'Fn::Join': ['', [getAtt('AthenaResultsBucket'), '/*']] }])],
+        },
+      },
+    },
     AthenaWorkGroup: {
       Type: 'AWS::Athena::WorkGroup',
       Properties: {
@@ -174,7 +361,7 @@ function workgroupResources(p) {
         WorkGroupConfiguration: {
           EnforceWorkGroupConfiguration: true,
           PublishCloudWatchMetricsEnabled: true,
-          BytesScannedCutoffPerQuery: Number(p.athenaBytesCutoff || 10737418240),
+          BytesScannedCutoffPerQuery: Number(p.athenaBytesCutoff),
           ResultConfiguration: {
             OutputLocation: sub('s3://${AthenaResultsBucket}/results/'),
             EncryptionConfiguration: { EncryptionOption: 'SSE_S3' },
@@ -185,12 +372,90 @@ function workgroupResources(p) {
   };
 }
 
+// The stack's own alarm topic. CloudWatch cannot publish to a topic encrypted with the
+// AWS-managed aws/sns key (its policy cannot be changed to admit cloudwatch.amazonaws.com),
+// so the topic has a customer managed key whose policy does ("Amazon SNS topic encryption",
+// CloudWatch user guide).
+function topicResources(p) {
+  const r = {
+    AlarmTopicKey: {
+      Type: 'AWS::KMS::Key',
+      Properties: {
+        Description: `${p.prefix}: encrypts the alarm topic; CloudWatch may use it to publish`,
+        EnableKeyRotation: true,
+        KeyPolicy: {
+          Version: '2012-10-17',
+          Statement: [
+            {
+              Sid: 'AccountAdministers',
+              Effect: 'Allow',
+              Principal: { AWS: sub('arn:${AWS::Partition}:iam::${AWS::AccountId}:root') },
+              Action: 'kms:*',
+              Resource: '*',
+            },
+            {
+              Sid: 'CloudWatchPublishesAlarms',
+              Effect: 'Allow',
+              Principal: { Service: 'cloudwatch.amazonaws.com' },
+              Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+              Resource: '*',
+              Condition: { StringEquals: { 'aws:SourceAccount': sub('${AWS::AccountId}') } },
+            },
+          ],
+        },
+      },
+    },
+    AlarmTopicKeyAlias: {
+      Type: 'AWS::KMS::Alias',
+      Properties: { AliasName: `alias/${p.prefix}-alarms`, TargetKeyId: { Ref: 'AlarmTopicKey' } },
+    },
+    AlarmTopic: {
+      Type: 'AWS::SNS::Topic',
+      Properties: {
+        TopicName: `${p.prefix}-alarms`,
+        DisplayName: `${p.prefix} alarms`,
+        KmsMasterKeyId: { Ref: 'AlarmTopicKey' },
+      },
+    },
+    AlarmTopicPolicy: {
+      Type: 'AWS::SNS::TopicPolicy',
+      Properties: {
+        Topics: [{ Ref: 'AlarmTopic' }],
+        PolicyDocument: {
+          Version: '2012-10-17',
+          Statement: [
+            {
+              Sid: 'CloudWatchPublishes',
+              Effect: 'Allow',
+              Principal: { Service: 'cloudwatch.amazonaws.com' },
+              Action: 'sns:Publish',
+              Resource: { Ref: 'AlarmTopic' },
+              Condition: {
+                ArnLike: { 'aws:SourceArn': sub(`arn:\${AWS::Partition}:cloudwatch:\${AWS::Region}:\${AWS::AccountId}:alarm:${p.prefix}-*`) },
+              },
+            },
+            tlsOnly('sns:Publish', { Ref: 'AlarmTopic' }),
+          ],
+        },
+      },
+    },
+  };
+  if (p.alarmEmail) {
+    // SNS mails a confirmation link first: nothing arrives until someone clicks it.
+    r.AlarmEmailSubscription = {
+      Type: 'AWS::SNS::Subscription',
+      Properties: { TopicArn: { Ref: 'AlarmTopic' }, Protocol: 'email', Endpoint: p.alarmEmail },
+    };
+  }
+  return r;
+}
+
 function alarmResources(p) {
-  const actions = p.alarmTopicArn ? [p.alarmTopicArn] : [];
+  const actions = [p.ownTopic ? { Ref: 'AlarmTopic' } : p.alarmTopicArn];
   const alarm = (props) => ({
     Type: 'AWS::CloudWatch::Alarm',
     Properties: {
-      ActionsEnabled: actions.length > 0, AlarmActions: actions, OKActions: actions,
+      ActionsEnabled: true, AlarmActions: actions, OKActions: actions,
       TreatMissingData: 'notBreaching', EvaluationPeriods: 1, Period: 300, Statistic: 'Sum',
       ComparisonOperator: 'GreaterThanThreshold', ...props,
     },
@@ -201,102 +466,237 @@ function alarmResources(p) {
   const r = {
     FunctionErrorsAlarm: alarm({
       AlarmName: `${p.prefix}-function-errors`,
-      AlarmDescription: 'on_object_created or on_schedule failed (configuration errors fail every time)',
+      AlarmDescription: 'on_object_created failed (configuration errors fail every time): see its log group',
       Namespace: 'AWS/Lambda', MetricName: 'Errors',
       Dimensions: [{ Name: 'FunctionName', Value: `${p.prefix}-on-object-created` }], Threshold: 0,
     }),
     ScheduleErrorsAlarm: alarm({
-      AlarmName: `${p.prefix}-sweep-errors`, AlarmDescription: 'the scheduled sweep failed',
+      AlarmName: `${p.prefix}-sweep-errors`, AlarmDescription: 'the scheduled sweep failed: see its log group',
       Namespace: 'AWS/Lambda', MetricName: 'Errors',
       Dimensions: [{ Name: 'FunctionName', Value: `${p.prefix}-on-schedule` }], Threshold: 0,
     }),
     UnpartitionableAlarm: alarm({
       AlarmName: `${p.prefix}-objects-unpartitionable`,
-      AlarmDescription: 'flow-log objects the table cannot represent (an hour key over daily folders, a table above account folders): fix the table',
+      AlarmDescription: 'flow-log objects the table cannot represent (an hour key over daily folders, a folder collision): run `vpcflow-partitioner audit`',
       ...metric('ObjectsUnpartitionable'), Threshold: 0,
     }),
-    IgnoredSurgeAlarm: alarm({
-      AlarmName: `${p.prefix}-objects-ignored-surge`,
-      AlarmDescription: 'many objects ignored: the table Location, SOURCE_BUCKETS or the notification prefix is probably wrong',
-      ...metric('ObjectsIgnored'), Threshold: Number(p.ignoredAlarmThreshold || 100),
-      EvaluationPeriods: 3,
+    OutsideTableSurgeAlarm: alarm({
+      AlarmName: `${p.prefix}-objects-outside-table`,
+      AlarmDescription: 'many flow-log objects outside the table Location or from another bucket: the table Location, SOURCE_BUCKETS or the notification prefix is probably wrong (`vpcflow-partitioner doctor`)',
+      ...metric('ObjectsOutsideTable'), Threshold: Number(p.ignoredAlarmThreshold), EvaluationPeriods: 3,
+    }),
+    DeadLetterQueueAlarm: alarm({
+      AlarmName: `${p.prefix}-dlq-not-empty`,
+      AlarmDescription: 'events gave up after their retries: fix the cause, then `vpcflow-partitioner replay --queue-url <DeadLetterQueueUrl>`',
+      Namespace: 'AWS/SQS', MetricName: 'ApproximateNumberOfMessagesVisible', Statistic: 'Maximum',
+      Dimensions: [{ Name: 'QueueName', Value: getAtt('EventsDeadLetterQueue', 'QueueName') }],
+      Threshold: 0,
     }),
   };
-  {
-    r.DeadLetterQueueAlarm = alarm({
-      AlarmName: `${p.prefix}-dlq-not-empty`,
-      AlarmDescription: 'events gave up after maxReceiveCount tries: fix the cause, then `vpcflow-partitioner replay --queue-url <dlq>`',
-      Namespace: 'AWS/SQS', MetricName: 'ApproximateNumberOfMessagesVisible', Statistic: 'Maximum',
-      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': ['EventsDeadLetterQueue', 'QueueName'] } }],
-      Threshold: 0,
+  if (p.usesQueue) {
+    // Messages that wait are not failing: they never reach the DLQ, and expire after the
+    // retention period. Their age is the only sign that polling stopped.
+    r.QueueAgeAlarm = alarm({
+      AlarmName: `${p.prefix}-events-queue-age`,
+      AlarmDescription: 'events are waiting in the queue (the event source mapping is disabled, throttled or failing): run `vpcflow-partitioner doctor`',
+      Namespace: 'AWS/SQS', MetricName: 'ApproximateAgeOfOldestMessage', Statistic: 'Maximum',
+      Dimensions: [{ Name: 'QueueName', Value: getAtt('EventsQueue', 'QueueName') }],
+      Threshold: Number(p.queueAgeAlarmSeconds), EvaluationPeriods: 3,
     });
   }
   return r;
 }
 
+// One role per function, each with only the actions its code calls (a test records the calls
+// each handler makes on moto and compares them with these statements).
+function roleResources(p) {
+  const partition = (service, rest) => sub(`arn:\${AWS::Partition}:${service}:\${AWS::Region}:\${AWS::AccountId}:${rest}`);
+  const glue = (what) => sub(`arn:\${AWS::Partition}:glue:\${AWS::Region}:${p.glueCatalogId || '${AWS::AccountId}'}:${what}`);
+  const glueResources = [glue('catalog'), glue(`database/${p.glueDatabase}`), glue(`table/${p.glueDatabase}/${p.glueTable}`)];
+  const logs = (functionName) => ({
+    Sid: 'OwnLogGroup',
+    Effect: 'Allow',
+    Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+    Resource: partition('logs', `log-group:/aws/lambda/${functionName}:*`),
+  });
+  const tracing = { Sid: 'Tracing', Effect: 'Allow', Action: ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'], Resource: '*' };
+  const cache = {
+    Sid: 'PartitionCache',
+    Effect: 'Allow',
+    Action: ['dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem', 'dynamodb:DeleteItem', 'dynamodb:PutItem'],
+    Resource: getAtt('PartitionCache'),
+  };
+
+  const created = [
+    logs(`${p.prefix}-on-object-created`),
+    {
+      Sid: 'GlueTablePartitions',
+      Effect: 'Allow',
+      Action: ['glue:BatchCreatePartition', 'glue:BatchGetPartition', 'glue:GetPartitions', 'glue:GetTable'],
+      Resource: glueResources,
+    },
+  ];
+  if (p.cacheOn) created.push(cache);
+  if (p.usesQueue) {
+    created.push({
+      Sid: 'EventsQueue',
+      Effect: 'Allow',
+      Action: ['sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage'],
+      Resource: getAtt('EventsQueue'),
+    });
+  } else {
+    created.push({ Sid: 'OnFailureDestination', Effect: 'Allow', Action: 'sqs:SendMessage', Resource: getAtt('EventsDeadLetterQueue') });
+  }
+  const schedule = [
+    logs(`${p.prefix}-on-schedule`),
+    {
+      // The sweep asks Glue, never the cache.
+      Sid: 'GlueTablePartitions',
+      Effect: 'Allow',
+      Action: ['glue:BatchCreatePartition', 'glue:BatchGetPartition', 'glue:GetPartitions', 'glue:GetTable'],
+      Resource: glueResources,
+    },
+    {
+      // It walks the table's date folders; no function ever reads an object.
+      Sid: 'ListTableFolders',
+      Effect: 'Allow',
+      Action: 's3:ListBucket',
+      Resource: sub(`arn:\${AWS::Partition}:s3:::${p.sourceBucket}`),
+      Condition: { StringLike: { 's3:prefix': [`${p.keyPrefix}*`] } },
+    },
+  ];
+  if (p.cacheOn) {
+    // The sweep never reads the cache; it marks what it created or found, so that the event
+    // function need not ask Glue for those partitions again.
+    schedule.push({ Sid: 'MarkCache', Effect: 'Allow', Action: 'dynamodb:BatchWriteItem', Resource: getAtt('PartitionCache') });
+  }
+  if (p.tracing === 'true') {
+    created.push(tracing);
+    schedule.push(tracing);
+  }
+  const role = (name, statements) => ({
+    Type: 'AWS::IAM::Role',
+    Properties: {
+      Description: `${p.prefix}: ${name}`,
+      AssumeRolePolicyDocument: {
+        Version: '2012-10-17',
+        Statement: [{ Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' }, Action: 'sts:AssumeRole' }],
+      },
+      Policies: [{ PolicyName: 'least-privilege', PolicyDocument: { Version: '2012-10-17', Statement: statements } }],
+    },
+  });
+  return {
+    ObjectCreatedRole: role('on_object_created', created),
+    ScheduleRole: role('on_schedule', schedule),
+  };
+}
+
+function outputs(p) {
+  const o = {
+    SourceBucket: p.sourceBucket,
+    TableLocation: p.location,
+    NotificationPrefix: p.keyPrefix,
+    GlueDatabase: p.glueDatabase,
+    GlueTable: p.glueTable,
+    Trigger: p.trigger,
+    DeadLetterQueueUrl: { Ref: 'EventsDeadLetterQueue' },
+    DeadLetterQueueArn: getAtt('EventsDeadLetterQueue'),
+    ObjectCreatedFunctionName: { Ref: 'OnObjectCreatedLambdaFunction' },
+    ScheduleFunctionName: { Ref: 'OnScheduleLambdaFunction' },
+    AlarmTopicArn: p.ownTopic ? { Ref: 'AlarmTopic' } : p.alarmTopicArn,
+  };
+  if (p.glueCatalogId) o.GlueCatalogId = p.glueCatalogId;
+  if (p.usesQueue) {
+    o.EventsQueueUrl = { Ref: 'EventsQueue' };
+    o.EventsQueueArn = getAtt('EventsQueue');
+  }
+  if (p.trigger === 'eventbridge') o.ObjectCreatedRuleName = { Ref: 'ObjectCreatedRule' };
+  if (p.cacheOn) o.CacheTableName = { Ref: 'PartitionCache' };
+  if (p.createWorkgroup === 'true') o.AthenaWorkGroup = { Ref: 'AthenaWorkGroup' };
+  return Object.fromEntries(Object.entries(o).map(([name, value]) => [name, { Value: value }]));
+}
+
+module.exports.problems = async ({ resolveVariable }) => (await config(resolveVariable)).problems;
+
 module.exports.resources = async ({ resolveVariable }) => {
-  const p = await params(resolveVariable);
-  let resources = { ...alarmResources(p) };
-  // Every mode has a DLQ: the queue's redrive target, or the function's on-failure
-  // destination for direct S3 invocations (Lambda retries those twice, then gives up).
-  resources.EventsDeadLetterQueue = deadLetterQueue(p);
+  const { p, problems } = await config(resolveVariable);
+  if (problems.length) return { Resources: {}, Outputs: {} }; // deploy/validate.js refuses
+  let resources = { ...alarmResources(p), ...roleResources(p) };
+  // Every mode has a DLQ: the queue's redrive target, EventBridge's target DLQ, or the
+  // function's on-failure destination for direct S3 invocations (Lambda retries twice).
+  resources = { ...resources, ...deadLetterQueue(p) };
+  if (p.ownTopic) resources = { ...resources, ...topicResources(p) };
   if (p.usesQueue) resources = { ...resources, ...queueResources(p) };
   if (p.cacheOn) resources = { ...resources, ...cacheResources(p) };
   if (p.createWorkgroup === 'true') resources = { ...resources, ...workgroupResources(p) };
-  if (p.createTable === 'true') resources = { ...resources, ...glueTableResources(p) };
-  const outputs = {};
-  if (p.usesQueue) outputs.EventsQueueArn = { Value: { 'Fn::GetAtt': ['EventsQueue', 'Arn'] } };
-  outputs.DeadLetterQueueUrl = { Value: { Ref: 'EventsDeadLetterQueue' } };
-  if (p.createWorkgroup === 'true') outputs.AthenaWorkGroup = { Value: { Ref: 'AthenaWorkGroup' } };
-  return { Resources: resources, Outputs: outputs };
+  if (p.createTable === 'true') resources = { ...resources, ...p.glue };
+  return { Resources: resources, Outputs: outputs(p) };
 };
 
 module.exports.events = async ({ resolveVariable }) => {
-  const p = await params(resolveVariable);
+  const { p, problems } = await config(resolveVariable);
+  if (problems.length) return [];
   if (p.trigger === 's3') {
-    return [{
+    // One rule per flow-log suffix (S3 rejects overlapping rules; these two do not overlap).
+    return FLOW_LOG_SUFFIXES.map((suffix) => ({
       s3: {
         bucket: p.sourceBucket,
         event: 's3:ObjectCreated:*',
-        rules: [{ prefix: p.flowLogPrefix }],
+        rules: [{ prefix: filterValue(p.keyPrefix) }, { suffix }],
         existing: true,
       },
-    }];
+    }));
   }
   return [{
     sqs: {
-      arn: { 'Fn::GetAtt': ['EventsQueue', 'Arn'] },
-      batchSize: Number(p.batchSize || 10),
-      maximumBatchingWindow: Number(p.batchWindow || 0),
+      arn: getAtt('EventsQueue'),
+      batchSize: Number(p.batchSize),
+      maximumBatchingWindow: Number(p.batchWindow),
       functionResponseType: 'ReportBatchItemFailures',
       // Caps concurrent invocations so that a burst of new objects cannot throttle Glue.
-      maximumConcurrency: Number(p.maxConcurrency || 5),
+      maximumConcurrency: Number(p.maxConcurrency),
     },
   }];
 };
 
 module.exports.destinations = async ({ resolveVariable }) => {
-  const p = await params(resolveVariable);
-  if (p.usesQueue) return {};
+  const { p, problems } = await config(resolveVariable);
+  if (problems.length || p.usesQueue) return {};
   // `vpcflow-partitioner replay --queue-url <dlq>` reads these on-failure records too.
-  return { onFailure: { type: 'sqs', arn: { 'Fn::GetAtt': ['EventsDeadLetterQueue', 'Arn'] } } };
+  return { onFailure: { type: 'sqs', arn: getAtt('EventsDeadLetterQueue') } };
 };
 
 // Tracing off is PassThrough, written out: a stack that had Active tracing is switched back.
 module.exports.tracingMode = async ({ resolveVariable }) => {
-  const p = await params(resolveVariable);
+  const { p } = await config(resolveVariable);
   return p.tracing === 'true' ? 'Active' : 'PassThrough';
 };
 
+// The Powertools layer through the public SSM parameter Powertools documents
+// (/aws/service/powertools/python/{arch}/{python}/{version}), resolved by CloudFormation in
+// the deploying account's own partition and region: the same version the tests run with.
+module.exports.layers = async ({ resolveVariable }) => {
+  const { p } = await config(resolveVariable);
+  if (p.powertoolsLayerArn) return [p.powertoolsLayerArn];
+  // A dynamic reference built by Sub (osls's schema wants an ARN or a function here).
+  const name = `/aws/service/powertools/python/arm64/python3.12/${p.powertoolsVersion}`;
+  return [{ 'Fn::Sub': ['{{resolve:ssm:${Name}}}', { Name: name }] }];
+};
+
+// The role of each function as a Sub of its ARN: osls adds a DependsOn to a GetAtt role,
+// which the GetAtt already implies (cfn-lint W3005).
+module.exports.objectCreatedRole = async () => sub('${ObjectCreatedRole.Arn}');
+module.exports.scheduleRole = async () => sub('${ScheduleRole.Arn}');
+
 module.exports.environment = async ({ resolveVariable }) => {
-  const p = await params(resolveVariable);
+  const { p } = await config(resolveVariable);
   const env = {
     GLUE_DATABASE: p.glueDatabase,
     GLUE_TABLE: p.glueTable,
     SOURCE_BUCKETS: p.sourceBucket,
-    RECONCILE_DAYS: p.reconcileDays || '2',
-    CACHE_TTL_DAYS: p.cacheTtlDays || '35',
-    TABLE_REFRESH_SECONDS: p.tableRefreshSeconds || '300',
+    RECONCILE_DAYS: p.reconcileDays,
+    CACHE_TTL_DAYS: p.cacheTtlDays,
+    TABLE_REFRESH_SECONDS: p.tableRefreshSeconds,
     TRACING: p.tracing === 'true' ? 'true' : 'false',
     POWERTOOLS_SERVICE_NAME: 'vpcflow-partitioner',
     POWERTOOLS_METRICS_NAMESPACE: 'VpcFlowPartitioner',
@@ -307,32 +707,5 @@ module.exports.environment = async ({ resolveVariable }) => {
   return env;
 };
 
-module.exports.statements = async ({ resolveVariable }) => {
-  const p = await params(resolveVariable);
-  const glue = (what) => sub(`arn:\${AWS::Partition}:glue:\${AWS::Region}:${catalog(p)}:${what}`);
-  const statements = [
-    {
-      Sid: 'GlueTablePartitions',
-      Effect: 'Allow',
-      Action: ['glue:GetTable', 'glue:GetPartition', 'glue:GetPartitions', 'glue:BatchGetPartition', 'glue:BatchCreatePartition'],
-      Resource: [glue('catalog'), glue(`database/${p.glueDatabase}`), glue(`table/${p.glueDatabase}/${p.glueTable}`)],
-    },
-    {
-      // on_schedule walks date folders; the function never reads an object.
-      Sid: 'ListFlowLogFolders',
-      Effect: 'Allow',
-      Action: ['s3:ListBucket'],
-      Resource: sub(`arn:\${AWS::Partition}:s3:::${p.sourceBucket}`),
-      Condition: { StringLike: { 's3:prefix': [`${p.flowLogPrefix}*`, p.flowLogPrefix] } },
-    },
-  ];
-  if (p.cacheOn) {
-    statements.push({
-      Sid: 'PartitionCache',
-      Effect: 'Allow',
-      Action: ['dynamodb:PutItem', 'dynamodb:DeleteItem', 'dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem'],
-      Resource: { 'Fn::GetAtt': ['PartitionCache', 'Arn'] },
-    });
-  }
-  return statements;
-};
+module.exports.filterValue = filterValue;
+module.exports.FLOW_LOG_SUFFIXES = FLOW_LOG_SUFFIXES;

@@ -42,11 +42,15 @@ _PLAN_MEMORY = 16_384
 # look again a few times before failing the record back to its retry mechanism.
 _BUSY_WAITS = (0.2, 0.4, 0.8)
 
+_NOT_FLOW_LOG = Skip("ignored", "not a flow-log object")
+_FOREIGN_BUCKET = Skip("ignored", "bucket not in SOURCE_BUCKETS", misrouted=True)
+
 METRIC_NAMES = (
     "PartitionsCreated",
     "PartitionsAlreadyPresent",
     "CacheHits",
-    "ObjectsIgnored",
+    "ObjectsIgnored",  # every object that is not this table's, for any reason
+    "ObjectsOutsideTable",  # of those, flow-log files from another bucket or outside the Location
     "ObjectsUnpartitionable",
     "RecordsMalformed",
     "RecordsFailed",
@@ -243,15 +247,15 @@ class Partitioner:
 
     def plan_object(self, scheme: Scheme, bucket: str, key: str) -> PartitionSpec | Skip:
         """The partition one object belongs to, or why none (allowlist, key, table)."""
-        allowed = self.settings.source_buckets
-        if allowed and bucket not in allowed:
-            return Skip("ignored", "bucket not in SOURCE_BUCKETS")
         # A flow log writes a file every five minutes into the same folder, and what a key
         # plans to depends on its folder alone once its file name is a flow-log file's: plan
         # each folder once per table version.
         folder, _, name = key.rpartition("/")
         if not is_flow_log_name(name):
-            return Skip("ignored", "not a flow-log object")
+            return _NOT_FLOW_LOG
+        allowed = self.settings.source_buckets
+        if allowed and bucket not in allowed:
+            return _FOREIGN_BUCKET
         version = (scheme.table, scheme.create_time, scheme.version)
         if self._plans_for != version:
             self._plans, self._plans_for = {}, version
@@ -259,7 +263,7 @@ class Partitioner:
         plan = self._plans.get(memo)
         if plan is None:
             obj = parse_key(key)
-            plan = Skip("ignored", "not a flow-log object") if obj is None else scheme.plan(bucket, obj)
+            plan = _NOT_FLOW_LOG if obj is None else scheme.plan(bucket, obj)
             if len(self._plans) >= _PLAN_MEMORY:
                 # The newest out: the older entries stay, so a working set larger than the
                 # memory still hits for most of it (clearing all, or the oldest, never would).
@@ -334,6 +338,8 @@ class Partitioner:
                     why = plan.reason
                 else:
                     counts["ObjectsIgnored"] += 1
+                    if plan.misrouted:
+                        counts["ObjectsOutsideTable"] += 1
                     ignored[plan.reason] += 1
                     notes.append(f"ignored: {plan.reason}")
                     continue
@@ -433,11 +439,13 @@ class Partitioner:
         busy: list[PartitionSpec] = []
         to_create: list[PartitionSpec] = []
         unverified: list[PartitionSpec] = []  # present in the cache, folder not recorded: ask Glue
-        if self.cache is not None and use_cache and not dry_run:
+        cache = self.cache if use_cache and not dry_run else None
+        claimed = cache is not None
+        if cache is not None:
             ids = {s: item_id(scheme, s) for s in unknown}
             recheck = any(self.seen.expired(seen_key[s], now) for s in unknown)
             try:
-                states = self.cache.claim({ids[s]: s.location for s in unknown}, now, read_first=recheck)
+                states = cache.claim({ids[s]: s.location for s in unknown}, now, read_first=recheck)
             except TransientError as exc:
                 return resolved | {s: _Resolved(str(exc)) for s in unknown}
             for spec in unknown:
@@ -454,9 +462,7 @@ class Partitioner:
                 else:
                     resolved[spec] = _Resolved(entry.state)
             # An errored claim may have been applied (a timeout after DynamoDB wrote it).
-            self.cache.release(
-                [ids[s] for s in unknown if s in resolved and resolved[s].outcome not in _DONE]
-            )
+            cache.release([ids[s] for s in unknown if s in resolved and resolved[s].outcome not in _DONE])
         else:
             unverified = unknown
         have: dict[tuple[str, ...], str] = {}
@@ -478,7 +484,7 @@ class Partitioner:
         if dry_run:
             resolved.update({s: _Resolved(WOULD_CREATE, s.location) for s in to_create})
             return resolved
-        resolved.update(self._create(scheme, to_create, now, counts, seen_key))
+        resolved.update(self._create(scheme, to_create, now, counts, seen_key, claimed))
         if busy:
             resolved.update(self._await_others(busy, scheme, now, counts, seen_key))
         return resolved
@@ -490,10 +496,13 @@ class Partitioner:
         now: float,
         counts: Counter[str],
         seen_key: dict[PartitionSpec, Any],
+        claimed: bool,
     ) -> dict[PartitionSpec, _Resolved]:
+        """Create `specs` in Glue; mark what Glue has in the cache, and release our claims
+        (`claimed`: the cache was asked first) on what it does not have."""
         if not specs:
             return {}
-        ids = {s: item_id(scheme, s) for s in specs}
+        ids = {s: item_id(scheme, s) for s in specs} if claimed else {}
         try:
             # New partitions carry the table's current StorageDescriptor: an `init --update`
             # a moment ago must not leave partitions with the old columns.
@@ -544,7 +553,7 @@ class Partitioner:
         # Marked only now that Glue has answered: a cache entry always means "in Glue", at the
         # folder Glue has.
         self._mark(scheme, done, now)
-        self._release(ids[s] for s in specs if s not in done)
+        self._release(id_ for s, id_ in ids.items() if s not in done)
         for spec, location in done.items():
             self.seen.add(seen_key[spec], location, now)
         return resolved

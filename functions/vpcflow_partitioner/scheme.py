@@ -47,6 +47,9 @@ class Skip:
     outcome: str
     reason: str
     by_table: bool = False  # decided by the table's Location or keys: worth a fresh look first
+    # A flow-log file this deployment should never have heard of (another bucket, outside the
+    # table's Location): counted apart, as the sign of a wrong prefix, Location or allowlist.
+    misrouted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +148,9 @@ class Scheme:
     def plan(self, bucket: str, obj: FlowLogObject) -> PartitionSpec | Skip:
         """The partition `obj` belongs to, or why it has none."""
         if bucket != self.bucket or not obj.key.startswith(self.prefix):
-            return Skip("ignored", f"outside the table location {self.location}", by_table=True)
+            return Skip(
+                "ignored", f"outside the table location {self.location}", by_table=True, misrouted=True
+            )
         if obj.nested:
             return Skip(
                 "unpartitionable",
