@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -344,6 +345,13 @@ def run(capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, dict[
     return code, by_check
 
 
+def quoted_json(fix: str) -> Any:
+    """The JSON document a fix passes in single quotes (the last one)."""
+    match = re.search(r"'(\{.*\})'", fix)
+    assert match is not None, fix
+    return json.loads(match.group(1))
+
+
 def only_failure(findings: dict[str, dict[str, str]], check: str) -> dict[str, str]:
     """The one failing check, which must have a fix."""
     failing = {name: f for name, f in findings.items() if f["state"] == "fail"}
@@ -445,11 +453,13 @@ def test_no_notification_rule_fails_with_the_rule_to_merge(
     assert (
         f"no ObjectCreated rule of bucket {BUCKET} sends s3://{BUCKET}/AWSLogs/*.log.gz" in failure["detail"]
     )
-    assert f'"QueueArn": "{d.queue_arn}"' in failure["fix"]
-    assert (
-        "get-bucket-notification-configuration" in failure["fix"]
-        and "put-bucket-notification-configuration" in failure["fix"]
-    )
+    assert "get-bucket-notification-configuration" in failure["fix"]
+    assert "put-bucket-notification-configuration" in failure["fix"]
+    rule = quoted_json(failure["fix"])
+    assert rule["QueueArn"] == d.queue_arn
+    write_notification(d, [rule])
+    code, findings = run(capsys, d.args())
+    assert code == 0 and findings["notification"]["state"] == "ok", findings["notification"]
 
 
 def test_a_literal_equals_sign_in_a_filter_prefix_fails(
@@ -487,6 +497,44 @@ def test_an_overlapping_rule_to_another_queue_fails_and_suggests_a_fan_out(
     assert "SNS" in failure["fix"] and "trigger=eventbridge" in failure["fix"]
 
 
+def test_an_sns_fan_out_to_the_queue_is_recognised(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's way around an existing rule: the bucket notifies a topic, the queue subscribes."""
+    d = deploy(with_notification=False)
+    sns = client("sns")
+    topic = sns.create_topic(Name="flow-logs-created")["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=d.queue_arn)
+    owner_only = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "Owner",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                "Action": "SNS:*",
+                "Resource": topic,
+            }
+        ],
+    }
+    sns.set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=json.dumps(owner_only))
+    rule = {"Id": "fan-out", "TopicArn": topic, "Events": ["s3:ObjectCreated:*"]}
+    client("s3").put_bucket_notification_configuration(
+        Bucket=BUCKET, NotificationConfiguration={"TopicConfigurations": [rule]}
+    )
+    code, findings = run(capsys, d.args())
+    assert code == 3  # S3 may not publish, SNS may not send: both named, with their fixes
+    assert f"through topic {topic}" in findings["notification"]["detail"]
+    assert findings["topic policy"]["state"] == "fail"
+    assert f"does not let sns.amazonaws.com from {topic} send" in findings["queue policy"]["detail"]
+    topic_fix = quoted_json(findings["topic policy"]["fix"])
+    sns.set_topic_attributes(TopicArn=topic, AttributeName="Policy", AttributeValue=json.dumps(topic_fix))
+    client("sqs").set_queue_attributes(
+        QueueUrl=d.queue_url, Attributes=quoted_json(findings["queue policy"]["fix"])
+    )
+    code, findings = run(capsys, d.args())
+    assert code == 0, findings
+    assert findings["topic policy"]["state"] == "ok" and findings["queue policy"]["state"] == "ok"
+
+
 def test_a_put_only_rule_warns_about_multipart_uploads(env: None, capsys: pytest.CaptureFixture[str]) -> None:
     d = deploy(with_notification=False)
     rule = queue_rule(d.queue_arn) | {"Events": ["s3:ObjectCreated:Put"]}
@@ -508,7 +556,17 @@ def test_a_queue_policy_for_another_bucket_fails(env: None, capsys: pytest.Captu
     failure = only_failure(findings, "queue policy")
     assert f"does not let s3.amazonaws.com from arn:aws:s3:::{BUCKET} send" in failure["detail"]
     assert "arn:aws:s3:::some-other-bucket" in failure["detail"]
-    assert f'"aws:SourceArn": "arn:aws:s3:::{BUCKET}"' in failure["fix"]
+    # The fix is the whole policy, as SetQueueAttributes replaces it: applied, doctor is satisfied.
+    assert failure["fix"].startswith(f"aws sqs set-queue-attributes --queue-url {d.queue_url} --attributes '")
+    client("sqs").set_queue_attributes(QueueUrl=d.queue_url, Attributes=quoted_json(failure["fix"]))
+    code, findings = run(capsys, d.args())
+    assert code == 0 and findings["queue policy"]["state"] == "ok", findings["queue policy"]
+    kept = json.loads(
+        client("sqs").get_queue_attributes(QueueUrl=d.queue_url, AttributeNames=["Policy"])["Attributes"][
+            "Policy"
+        ]
+    )
+    assert len(kept["Statement"]) == 2  # the other bucket's statement is kept
 
 
 def test_a_queue_policy_without_source_conditions_warns(
@@ -532,7 +590,10 @@ def test_a_deny_for_s3_wins_over_the_allow(env: None, capsys: pytest.CaptureFixt
     set_queue_policy(d, s3_statement(d.queue_arn), deny)
     code, findings = run(capsys, d.args())
     assert code == 3
-    assert "NoS3 denies" in only_failure(findings, "queue policy")["detail"]
+    failure = only_failure(findings, "queue policy")
+    assert "NoS3 denies" in failure["detail"]
+    client("sqs").set_queue_attributes(QueueUrl=d.queue_url, Attributes=quoted_json(failure["fix"]))
+    assert run(capsys, d.args())[0] == 0
 
 
 def test_a_queue_encrypted_with_the_aws_managed_key_fails(
@@ -582,7 +643,12 @@ def test_a_customer_managed_key_must_admit_s3(
         assert code == 3
         failure = only_failure(findings, "queue encryption")
         assert "does not let s3.amazonaws.com use kms:GenerateDataKey and kms:Decrypt" in failure["detail"]
-        assert "put-key-policy" in failure["fix"]
+        assert failure["fix"].startswith(
+            f"aws kms put-key-policy --key-id {key} --policy-name default --policy '"
+        )
+        kms.put_key_policy(KeyId=key, PolicyName="default", Policy=json.dumps(quoted_json(failure["fix"])))
+        code, findings = run(capsys, d.args())
+        assert code == 0 and findings["queue encryption"]["state"] == "ok", findings["queue encryption"]
 
 
 # ---------------------------------------------------------------- the function
@@ -903,6 +969,7 @@ def deploy_sweep_and_cache(d: Deployment, schedule_enabled: bool = True) -> None
     lam.update_function_configuration(FunctionName=FUNCTION, Environment={"Variables": variables})
 
 
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS")  # moto: WaitConditionHandle is a no-op
 def test_stack_outputs_name_everything(env: None, capsys: pytest.CaptureFixture[str]) -> None:
     d = deploy()
     deploy_sweep_and_cache(d)
@@ -917,6 +984,7 @@ def test_stack_outputs_name_everything(env: None, capsys: pytest.CaptureFixture[
     assert findings["event source mapping"]["state"] == "ok" and findings["dlq"]["state"] == "ok"
 
 
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS")  # moto: WaitConditionHandle is a no-op
 def test_stack_values_yield_to_flags_and_a_disabled_sweep_warns(
     env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -201,10 +201,16 @@ class Verdict:
     denied: list[str] = field(default_factory=list)  # Sids of Deny statements that apply
     conditions: set[str] = field(default_factory=set)  # condition keys of the granting statements
     refused: list[str] = field(default_factory=list)  # why statements for this principal did not apply
-    unverified: list[str] = field(default_factory=list)  # conditions this code cannot evaluate
+    unverified: list[str] = field(default_factory=list)  # what this code cannot evaluate
 
     def grants(self, request: Request) -> bool:
         return not self.denied and all(a in self.allowed for a in request.actions)
+
+    def caveat(self) -> str:
+        """What the answer assumes ("" when nothing): conditions and statements not evaluated."""
+        if not self.unverified:
+            return ""
+        return f" (assuming what this check cannot evaluate: {'; '.join(dict.fromkeys(self.unverified))})"
 
 
 # Condition operators this check evaluates; others are reported as unverified, never guessed.
@@ -260,20 +266,23 @@ def evaluate_policy(policy: dict[str, Any] | None, request: Request) -> Verdict:
         if resources and not any(_glob(r, request.resource, ignore_case=False) for r in resources):
             verdict.refused.append(f"{sid} is for {', '.join(map(str, resources))}")
             continue
-        holds = True
+        holds, unknown = True, []
         keys: set[str] = set()
         for operator, pairs in (statement.get("Condition") or {}).items():
             for key, values in (pairs or {}).items():
                 keys.add(key.lower())
                 answer = _condition_holds(operator, key, _listify(values), request.context)
                 if answer is None:
-                    verdict.unverified.append(f"{sid}: {operator} {key}")
+                    unknown.append(f"{sid}: {operator} {key}")
                 elif not answer:
                     holds = False
                     verdict.refused.append(f"{sid} requires {key} {_listify(values)}")
         if not holds:
             continue
-        if effect == "Deny":
+        # A condition this code cannot evaluate is said, never guessed: an Allow still counts
+        # (with the note), a Deny does not (a "deny unless TLS" statement refuses nothing here).
+        verdict.unverified += unknown
+        if effect == "Deny" and not unknown:
             verdict.denied.append(sid)
         elif effect == "Allow":
             verdict.allowed.update(actions)
@@ -400,12 +409,14 @@ def notification_finding(
     suffix: str,
     kind: str,
     destination: str,
-    same_destination: Callable[[str], bool],
-) -> Finding:
+    reaches: Callable[[NotificationRule], bool],
+) -> tuple[Finding, NotificationRule | None]:
     """Whether the bucket sends the ObjectCreated events of the table's flow-log keys (those under
-    `table_prefix` ending in `suffix`) to `destination` (a queue, or a function in s3 mode)."""
+    `table_prefix` ending in `suffix`) to `destination` (a queue, or a function in s3 mode), with
+    the rule that does; `reaches` says whether a rule's destination delivers to it (an SNS topic
+    the queue subscribes to does)."""
     rules = notification_rules(config)
-    ours = [r for r in rules if r.kind == kind and same_destination(r.destination)]
+    ours = [r for r in rules if reaches(r)]
     problems: list[Finding] = []
     covering: list[NotificationRule] = []
     partial: list[NotificationRule] = []
@@ -435,7 +446,7 @@ def notification_finding(
     foreign = [
         r
         for r in rules
-        if not (r.kind == kind and same_destination(r.destination))
+        if r not in ours
         and _takes_created(r.events)
         and not unencoded(r.prefix + r.suffix)
         and _prefixes_overlap(_decoded(r.prefix), table_prefix)
@@ -465,12 +476,13 @@ def notification_finding(
                     "fan out with SNS (one rule to a topic, the topic to both destinations) or use EventBridge",
                 )
             )
-        rule = covering[0]
+        rule = next((r for r in covering if r.kind == kind), covering[0])
+        via = f" through topic {rule.destination}" if rule.kind == "topic" else ""
         return combine(
             "notification",
             problems,
-            f"rule {rule.id!r} sends ObjectCreated of {where} to {destination}",
-        )
+            f"rule {rule.id!r} sends ObjectCreated of {where} to {destination}{via}",
+        ), rule
     if foreign:
         other = foreign[0]
         problems.append(
@@ -505,7 +517,7 @@ def notification_finding(
                 _rule_fix(bucket, kind, destination, notify_prefix, suffix),
             )
         )
-    return combine("notification", problems, "")
+    return combine("notification", problems, ""), None
 
 
 def _rule_fix(bucket: str, kind: str, destination: str, prefix: str, suffix: str, replaces: str = "") -> str:
@@ -530,7 +542,7 @@ def _rule_fix(bucket: str, kind: str, destination: str, prefix: str, suffix: str
     return (
         f"PutBucketNotificationConfiguration replaces the whole configuration: "
         f"aws s3api get-bucket-notification-configuration --bucket {bucket} > notification.json, "
-        f"add {json.dumps(rule)} to its {section}{instead}, then aws s3api "
+        f"add '{json.dumps(rule)}' to its {section}{instead}, then aws s3api "
         f"put-bucket-notification-configuration --bucket {bucket} --notification-configuration "
         "file://notification.json"
     )
@@ -572,6 +584,7 @@ class Facts:
     queue_arn: str = ""
     queue_attributes: dict[str, str] | None = None
     rule_arn: str = ""
+    topic_arn: str = ""  # the SNS topic between the bucket and the queue, in a fan-out
     function_arn: str = ""
     function: dict[str, Any] | None = None
     dlq_url: str = ""
@@ -612,7 +625,12 @@ def check_table(glue: Any, target: Target, facts: Facts) -> Finding:
         table = glue.get_table(DatabaseName=target.database, Name=target.table, **ids)["Table"]
     except ClientError as exc:
         if error_code(exc) == "EntityNotFoundException":
-            return Finding("table", FAIL, f"table {name} does not exist: {_message(exc)}", init)
+            return Finding(
+                "table",
+                FAIL,
+                f"table {name} does not exist: {_message(exc)}",
+                f"redeploy the stack with createTable=true, or {init}",
+            )
         raise
     facts.table = table
     try:
@@ -649,7 +667,7 @@ def check_table(glue: Any, target: Target, facts: Facts) -> Finding:
     return combine("table", problems, f"table {name} reads {scheme.location} (partition keys {keys})")
 
 
-def check_notification(s3: Any, target: Target, facts: Facts) -> Finding:
+def check_notification(s3: Any, sns: Any, target: Target, facts: Facts) -> Finding:
     """2. The bucket notifies the queue (sqs), EventBridge (eventbridge) or the function (s3)."""
     assert facts.scheme is not None and facts.table is not None
     scheme = facts.scheme
@@ -673,7 +691,7 @@ def check_notification(s3: Any, target: Target, facts: Facts) -> Finding:
     if target.trigger == S3:
         function = facts.function_arn or target.function_name
         wanted = _function_name(function)
-        return notification_finding(
+        finding, _ = notification_finding(
             config,
             bucket=scheme.bucket,
             table_prefix=scheme.prefix,
@@ -681,9 +699,19 @@ def check_notification(s3: Any, target: Target, facts: Facts) -> Finding:
             suffix=suffix,
             kind="lambda",
             destination=function,
-            same_destination=lambda arn: _function_name(arn) == wanted,
+            reaches=lambda r: r.kind == "lambda" and _function_name(r.destination) == wanted,
         )
-    return notification_finding(
+        return finding
+    subscribed: dict[str, bool] = {}
+
+    def reaches(rule: NotificationRule) -> bool:
+        if rule.kind == "queue":
+            return rule.destination == facts.queue_arn
+        if rule.kind == "topic" and rule.destination not in subscribed:
+            subscribed[rule.destination] = _subscribes(sns, rule.destination, facts.queue_arn)
+        return rule.kind == "topic" and subscribed[rule.destination]
+
+    finding, rule = notification_finding(
         config,
         bucket=scheme.bucket,
         table_prefix=scheme.prefix,
@@ -691,8 +719,24 @@ def check_notification(s3: Any, target: Target, facts: Facts) -> Finding:
         suffix=suffix,
         kind="queue",
         destination=facts.queue_arn,
-        same_destination=lambda arn: arn == facts.queue_arn,
+        reaches=reaches,
     )
+    if rule is not None and rule.kind == "topic":
+        facts.topic_arn = rule.destination
+    return finding
+
+
+def _subscribes(sns: Any, topic_arn: str, queue_arn: str) -> bool:
+    """Whether the queue subscribes to the topic (the SNS fan-out the README suggests when another
+    rule already takes the prefix)."""
+    try:
+        for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
+            for subscription in page.get("Subscriptions") or []:
+                if subscription.get("Protocol") == "sqs" and subscription.get("Endpoint") == queue_arn:
+                    return True
+    except ClientError:
+        return False  # another account's topic, or no permission: not shown to reach the queue
+    return False
 
 
 def example_keys(scheme: Scheme, moment: datetime) -> list[str]:
@@ -847,39 +891,61 @@ def queue_attributes(sqs: Any, queue_url: str) -> dict[str, str]:
     return dict(sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"])
 
 
-def check_queue_policy(facts: Facts, target: Target) -> Finding:
-    """3a. The queue's policy lets S3 (or the EventBridge rule) send, and only from this bucket."""
-    assert facts.scheme is not None and facts.queue_attributes is not None
-    bucket_arn = f"arn:{facts.partition}:s3:::{facts.scheme.bucket}"
-    policy = _policy(facts.queue_attributes.get("Policy"))
+def _sender(target: Target, facts: Facts) -> tuple[str, str, set[str]]:
+    """Who sends to the queue: (service principal, its aws:SourceArn, the condition keys a
+    statement for it should carry to admit that source only)."""
     if target.trigger == EVENTBRIDGE:
-        principal, source = "events.amazonaws.com", facts.rule_arn
-        conditions = {"aws:sourcearn"} if source else set()
-    else:
-        principal, source = "s3.amazonaws.com", bucket_arn
-        conditions = {"aws:sourcearn", "aws:sourceaccount"}
+        return "events.amazonaws.com", facts.rule_arn, {"aws:sourcearn"} if facts.rule_arn else set()
+    if facts.topic_arn:
+        return "sns.amazonaws.com", facts.topic_arn, {"aws:sourcearn"}
+    assert facts.scheme is not None
+    # A bucket ARN names no account, and a deleted bucket's name can be taken by another account:
+    # S3's guide asks for aws:SourceAccount as well as aws:SourceArn in destination policies.
+    bucket_arn = f"arn:{facts.partition}:s3:::{facts.scheme.bucket}"
+    return "s3.amazonaws.com", bucket_arn, {"aws:sourcearn", "aws:sourceaccount"}
+
+
+def check_queue_policy(facts: Facts, target: Target) -> Finding:
+    """3a. The queue's policy lets S3 (or the rule, or the topic) send, and only from this source."""
+    assert facts.scheme is not None and facts.queue_attributes is not None
+    policy = _policy(facts.queue_attributes.get("Policy"))
+    principal, source, conditions = _sender(target, facts)
+    # The stack deploys in the bucket's account, next to the queue: the queue's account is the bucket's.
     context = {"aws:sourceaccount": facts.account} if facts.account else {}
     if source:
         context["aws:sourcearn"] = source
     request = Request(principal, ("sqs:SendMessage",), facts.queue_arn, context)
     verdict = evaluate_policy(policy, request)
     statement = {
-        "Sid": "S3SendsObjectCreated" if principal.startswith("s3") else "EventBridgeSendsObjectCreated",
+        "Sid": principal.split(".")[0].upper() + "SendsObjectCreated",
         "Effect": "Allow",
         "Principal": {"Service": principal},
         "Action": "sqs:SendMessage",
         "Resource": facts.queue_arn,
-        "Condition": {"ArnLike": {"aws:SourceArn": source or "<rule ARN>"}}
+        "Condition": {"ArnEquals": {"aws:SourceArn": source or "<rule ARN>"}}
         | (
             {"StringEquals": {"aws:SourceAccount": facts.account}}
-            if principal.startswith("s3") and facts.account
+            if "aws:sourceaccount" in conditions and facts.account
             else {}
         ),
     }
+    # SetQueueAttributes replaces the whole policy: the fix is the policy as it is, without a Deny
+    # that applies, plus the statement this check looked for (under a Sid of its own).
+    kept = [
+        st
+        for st in _listify((policy or {}).get("Statement"))
+        if not (isinstance(st, dict) and st.get("Sid") in verdict.denied)
+    ]
+    taken = {str(st.get("Sid")) for st in kept if isinstance(st, dict)}
+    number = 2
+    while statement["Sid"] in taken:
+        statement["Sid"] = re.sub(r"\d*$", str(number), str(statement["Sid"]))
+        number += 1
+    merged = {"Version": "2012-10-17", **(policy or {}), "Statement": [*kept, statement]}
+    url = target.queue_url or facts.queue_arn
     fix = (
-        f"add {json.dumps(statement)} to the queue policy (aws sqs get-queue-attributes --queue-url "
-        f"{target.queue_url or facts.queue_arn} --attribute-names Policy; edit; aws sqs set-queue-attributes "
-        f"--queue-url {target.queue_url or facts.queue_arn} --attributes file://attributes.json)"
+        f"aws sqs set-queue-attributes --queue-url {url} --attributes "
+        f"'{json.dumps({'Policy': json.dumps(merged)})}'"
     )
     who = f"{principal} from {source or 'the rule'}"
     if verdict.denied:
@@ -887,24 +953,77 @@ def check_queue_policy(facts: Facts, target: Target) -> Finding:
             "queue policy",
             FAIL,
             f"statement {verdict.denied[0]} denies sqs:SendMessage to {who}",
-            f"remove that Deny; {fix}",
+            fix,
         )
     if not verdict.grants(request):
         why = f" ({'; '.join(verdict.refused[:3])})" if verdict.refused else ""
         return Finding("queue policy", FAIL, f"the queue policy does not let {who} send{why}", fix)
     missing = sorted(conditions - verdict.conditions)
-    unverified = (
-        f"; conditions not evaluated: {', '.join(verdict.unverified[:3])}" if verdict.unverified else ""
-    )
+    unverified = verdict.caveat()
     if missing:
         return Finding(
             "queue policy",
             WARN,
             f"{principal} may send, but the statement lacks {', '.join(missing)}: any "
-            f"{'bucket' if principal.startswith('s3') else 'rule'} could send (confused deputy){unverified}",
+            f"{ {'s3': 'bucket', 'events': 'rule', 'sns': 'topic'}[principal.split('.')[0]] } could send "
+            f"(confused deputy){unverified}",
             fix,
         )
-    return Finding("queue policy", OK, f"{who} may send{unverified}")
+    return Finding("queue policy", WARN if unverified else OK, f"{who} may send{unverified}")
+
+
+def check_topic_policy(sns: Any, facts: Facts) -> Finding:
+    """SNS fan-out: the topic between the bucket and the queue lets S3 publish from this bucket,
+    and its encryption is one S3 can use."""
+    assert facts.scheme is not None
+    attributes = sns.get_topic_attributes(TopicArn=facts.topic_arn)["Attributes"]
+    bucket_arn = f"arn:{facts.partition}:s3:::{facts.scheme.bucket}"
+    context = {"aws:sourcearn": bucket_arn} | ({"aws:sourceaccount": facts.account} if facts.account else {})
+    request = Request("s3.amazonaws.com", ("sns:Publish",), facts.topic_arn, context)
+    policy = _policy(attributes.get("Policy"))
+    verdict = evaluate_policy(policy, request)
+    problems = []
+    if not verdict.grants(request):
+        statement = {
+            "Sid": "S3PublishesObjectCreated",
+            "Effect": "Allow",
+            "Principal": {"Service": "s3.amazonaws.com"},
+            "Action": "SNS:Publish",
+            "Resource": facts.topic_arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": bucket_arn}}
+            | ({"StringEquals": {"aws:SourceAccount": facts.account}} if facts.account else {}),
+        }
+        merged = (policy or {"Version": "2012-10-17"}) | {
+            "Statement": [*_listify((policy or {}).get("Statement")), statement]
+        }
+        problems.append(
+            Finding(
+                "topic policy",
+                FAIL,
+                f"topic {facts.topic_arn} does not let s3.amazonaws.com publish for {bucket_arn}",
+                f"aws sns set-topic-attributes --topic-arn {facts.topic_arn} --attribute-name Policy "
+                f"--attribute-value '{json.dumps(merged)}'",
+            )
+        )
+    key = attributes.get("KmsMasterKeyId", "")
+    if key == "alias/aws/sns" or key.endswith(":alias/aws/sns"):
+        # As with aws/sqs: an AWS managed key's policy cannot admit S3.
+        problems.append(
+            Finding(
+                "topic policy",
+                FAIL,
+                f"topic {facts.topic_arn} is encrypted with the AWS managed key aws/sns, which S3 cannot use",
+                f"aws sns set-topic-attributes --topic-arn {facts.topic_arn} --attribute-name KmsMasterKeyId "
+                "--attribute-value <a customer managed key that admits s3.amazonaws.com>",
+            )
+        )
+    if not problems and verdict.caveat():
+        problems.append(
+            Finding(
+                "topic policy", WARN, f"s3.amazonaws.com may publish to {facts.topic_arn}{verdict.caveat()}"
+            )
+        )
+    return combine("topic policy", problems, f"s3.amazonaws.com may publish to {facts.topic_arn}")
 
 
 def check_queue_encryption(kms: Any, facts: Facts, target: Target) -> Finding:
@@ -912,7 +1031,7 @@ def check_queue_encryption(kms: Any, facts: Facts, target: Target) -> Finding:
     assert facts.queue_attributes is not None
     attributes = facts.queue_attributes
     key_id = attributes.get("KmsMasterKeyId", "")
-    service = "events.amazonaws.com" if target.trigger == EVENTBRIDGE else "s3.amazonaws.com"
+    service = _sender(target, facts)[0]
     sse_sqs = f"aws sqs set-queue-attributes --queue-url {target.queue_url or facts.queue_arn} --attributes SqsManagedSseEnabled=true"
     if not key_id:
         if str(attributes.get("SqsManagedSseEnabled", "")).lower() == "true":
@@ -948,7 +1067,7 @@ def check_queue_encryption(kms: Any, facts: Facts, target: Target) -> Finding:
             f"the queue's key {key_id} is {metadata.get('KeyState')}",
             f"aws kms enable-key --key-id {metadata.get('KeyId')}",
         )
-    policy = _policy(kms.get_key_policy(KeyId=metadata["Arn"], PolicyName="default").get("Policy"))
+    policy = _policy(kms.get_key_policy(KeyId=metadata["Arn"], PolicyName="default").get("Policy")) or {}
     # S3 (and EventBridge) encrypt what they send with the queue's key: the key policy must let them
     # kms:GenerateDataKey and kms:Decrypt (S3 user guide, "Configuring ... notifications ... SSE").
     request = Request(service, ("kms:GenerateDataKey", "kms:Decrypt"), metadata["Arn"], {})
@@ -961,13 +1080,14 @@ def check_queue_encryption(kms: Any, facts: Facts, target: Target) -> Finding:
             "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
             "Resource": "*",
         }
+        merged = policy | {"Statement": [*_listify(policy.get("Statement")), statement]}
         return Finding(
             "queue encryption",
             FAIL,
             f"the key policy of {metadata['Arn']} does not let {service} use kms:GenerateDataKey and kms:Decrypt",
-            f"add {json.dumps(statement)} to the key policy (aws kms get-key-policy --key-id {metadata['KeyId']} "
-            f"--policy-name default; edit; aws kms put-key-policy --key-id {metadata['KeyId']} --policy-name "
-            "default --policy file://policy.json)",
+            # PutKeyPolicy replaces the whole policy: the fix is the policy as it is, plus the statement.
+            f"aws kms put-key-policy --key-id {metadata['KeyId']} --policy-name default --policy "
+            f"'{json.dumps(merged)}'",
         )
     return Finding(
         "queue encryption", OK, f"SSE-KMS with customer managed key {metadata['Arn']}, usable by {service}"
@@ -1088,27 +1208,6 @@ def check_mapping(lambda_: Any, target: Target, facts: Facts) -> tuple[Finding, 
     ), function
 
 
-def tables_named(variables: dict[str, str]) -> list[tuple[str, str, str]]:
-    """(catalog, database, table) of the tables a function's environment names."""
-    if variables.get("GLUE_TABLES", "").strip():
-        out = []
-        for item in variables["GLUE_TABLES"].split(","):
-            item = item.strip()
-            if not item:
-                continue
-            catalog, _, name = item.rpartition(":")
-            database, _, table = name.partition(".")
-            out.append((catalog, database, table))
-        return out
-    return [
-        (
-            variables.get("GLUE_CATALOG_ID", ""),
-            variables.get("GLUE_DATABASE", ""),
-            variables.get("GLUE_TABLE", ""),
-        )
-    ]
-
-
 def check_function(lambda_: Any, target: Target, facts: Facts, name: str) -> Finding:
     """4b. The function exists, can run, and its environment names this table and bucket."""
     try:
@@ -1141,23 +1240,27 @@ def check_function(lambda_: Any, target: Target, facts: Facts, name: str) -> Fin
                 f"function {name} is Inactive (idle): its next invocation waits while Lambda restores it",
             )
         )
+    # The function reads its table from GLUE_DATABASE, GLUE_TABLE and GLUE_CATALOG_ID (config.py).
     variables = dict((config.get("Environment") or {}).get("Variables") or {})
-    wanted = (target.catalog_id, target.database.lower(), target.table.lower())
-    named = [(c, d.lower(), t.lower()) for c, d, t in tables_named(variables)]
+    named = (
+        variables.get("GLUE_CATALOG_ID", ""),
+        variables.get("GLUE_DATABASE", "").lower(),
+        variables.get("GLUE_TABLE", "").lower(),
+    )
     env_fix_vars = dict(variables)
-    if wanted not in [(c or "", d, t) for c, d, t in named] and not any(
-        (d, t) == wanted[1:] and (not wanted[0] or c == wanted[0]) for c, d, t in named
-    ):
-        shown = ", ".join(f"{f'{c}:' if c else ''}{d}.{t}" for c, d, t in named) or "no table"
-        env_fix_vars.pop("GLUE_TABLES", None)
+    if named != (target.catalog_id, target.database.lower(), target.table.lower()):
+        catalog = f" in catalog {named[0]}" if named[0] else ""
+        shown = f"{named[1] or '?'}.{named[2] or '?'}{catalog}"
         env_fix_vars.update({"GLUE_DATABASE": target.database, "GLUE_TABLE": target.table})
+        env_fix_vars.pop("GLUE_CATALOG_ID", None)
         if target.catalog_id:
             env_fix_vars["GLUE_CATALOG_ID"] = target.catalog_id
         problems.append(
             Finding(
                 "function",
                 FAIL,
-                f"function {name} partitions {shown}, not {target.database}.{target.table}",
+                f"function {name} partitions {shown}, not {target.database}.{target.table}"
+                + (f" in catalog {target.catalog_id}" if target.catalog_id else ""),
                 _env_fix(name, env_fix_vars),
             )
         )
@@ -1225,6 +1328,10 @@ def check_function_permission(lambda_: Any, target: Target, facts: Facts) -> Fin
     request = Request("s3.amazonaws.com", ("lambda:InvokeFunction",), facts.function_arn, context)
     verdict = evaluate_policy(policy, request)
     problems = []
+    if verdict.grants(request) and verdict.caveat():
+        problems.append(
+            Finding("function permission", WARN, f"s3.amazonaws.com may invoke {name}{verdict.caveat()}")
+        )
     if not verdict.grants(request):
         problems.append(
             Finding(
@@ -1583,6 +1690,7 @@ def _leaf(obj: FlowLogObject, level: str) -> str | None:
 _LINKS = (
     ("notification", "the bucket's notification"),
     ("eventbridge rule", "the EventBridge rule"),
+    ("topic policy", "the SNS topic"),
     ("queue policy", "the queue policy"),
     ("queue encryption", "the queue's encryption"),
     ("queue", "the queue"),
@@ -1880,7 +1988,9 @@ def run_doctor(client: Client, target: Target, now: float, stack: StackInfo | No
     elif trigger == S3 and not function_name:
         add(Finding("notification", ERROR, "s3 mode needs the function: give --function"))
     else:
-        add(_guard("notification", lambda: check_notification(client("s3"), target, facts)))
+        add(_guard("notification", lambda: check_notification(client("s3"), client("sns"), target, facts)))
+    if facts.topic_arn:
+        add(_guard("topic policy", lambda: check_topic_policy(client("sns"), facts)))
     if trigger == EVENTBRIDGE and facts.scheme is not None and facts.queue_attributes is not None:
         add(_guard("eventbridge rule", lambda: check_rule(client("events"), target, facts, now)))
     if trigger in (SQS, EVENTBRIDGE) and facts.queue_attributes is not None and facts.scheme is not None:
