@@ -1400,7 +1400,9 @@ def check_dlq(sqs: Any, cloudwatch: Any, facts: Facts, now: float) -> Finding:
             age = f"{_duration(float(latest['Maximum']))} (CloudWatch, {latest['Timestamp']:%H:%M} UTC)"
     except ClientError as exc:
         age = f"unknown (CloudWatch: {error_code(exc)})"
-    count = f"{depth} messages" + (f" (+{hidden} in flight)" if hidden else "")
+    count = f"{depth} {'message' if depth == 1 else 'messages'}" + (
+        f" (+{hidden} in flight)" if hidden else ""
+    )
     return Finding(
         "dlq",
         FAIL,
@@ -1803,6 +1805,10 @@ def _date_of(folder: FreshFolder) -> date:
     return obj.date
 
 
+def _file_name(key: str) -> str:
+    return key.rsplit("/", 1)[-1]
+
+
 def check_columns(s3: Any, facts: Facts, folders: list[FreshFolder], target: Target) -> Finding:
     """8. The newest files of each fresh folder have the table's columns (their header line or
     Parquet footer only), and one folder does not mix formats."""
@@ -1869,9 +1875,8 @@ def check_columns(s3: Any, facts: Facts, folders: list[FreshFolder], target: Tar
                 Finding(
                     "columns",
                     FAIL,
-                    f"folder {folder.folder} mixes formats: {keys[0].rsplit('/', 1)[-1]} has "
-                    f"{len(seen[keys[0]])} fields, {keys[1].rsplit('/', 1)[-1]} has {len(seen[keys[1]])} "
-                    f"({field_difference(seen[keys[0]], seen[keys[1]], positional=True)})",
+                    f"folder {folder.folder} mixes formats: {_file_name(keys[0])} has "
+                    f"{len(seen[keys[0]])} fields, {_file_name(keys[1])} has {len(seen[keys[1]])}",
                     "one table reads one format: give each flow log its own prefix and table (init --from-object), "
                     "or make their LogFormat the same",
                 )
