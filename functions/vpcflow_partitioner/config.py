@@ -51,6 +51,7 @@ class Settings:
                 "name the table to keep partitioned: GLUE_DATABASE and GLUE_TABLE "
                 "(--database and --table on the command line)"
             )
+        where = Connection.read(env)
         buckets = frozenset(b.strip() for b in env.get("SOURCE_BUCKETS", "").split(",") if b.strip())
         return cls(
             database=database,
@@ -62,6 +63,33 @@ class Settings:
             reconcile_days=_int_setting(env, "RECONCILE_DAYS", 2),
             table_refresh_seconds=_int_setting(env, "TABLE_REFRESH_SECONDS", 300, minimum=0),
             cache_hits_metrics_seconds=_int_setting(env, "CACHE_HITS_METRICS_SECONDS", 60, minimum=0),
+            endpoint_url=where.endpoint_url,
+            region=where.region,
+            profile=where.profile,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """Where AWS calls go: endpoint, region and named profile, read as Settings reads them. The
+    command line needs them before it knows the table (`doctor --stack` reads it from the stack)."""
+
+    endpoint_url: str = ""
+    region: str = ""
+    profile: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: str) -> Connection:
+        """The documented variables; `overrides` (command-line flags) win when non-empty."""
+        return cls.read(
+            ChainMap(
+                {k: v for k, v in overrides.items() if v}, os.environ if environ is None else dict(environ)
+            )
+        )
+
+    @classmethod
+    def read(cls, env: Mapping[str, str]) -> Connection:
+        return cls(
             endpoint_url=env.get("AWS_ENDPOINT_URL", "").strip(),
             region=(env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip(),
             profile=env.get("AWS_PROFILE", "").strip(),

@@ -44,7 +44,7 @@ from rich.table import Table
 
 from .. import aws
 from ..catalog import CREATED, EXISTS
-from ..config import Settings, SettingsError
+from ..config import Connection, Settings, SettingsError
 from ..envelopes import Message
 from ..errors import TransientError, UsageError
 from ..formats import (
@@ -72,6 +72,7 @@ from ..sources import (
     drain_outcome,
     drain_queue,
 )
+from . import doctor as checkup
 from .audit import Audit, Findings, PruneRefused, Repairs
 from .audit import summary as audit_summary
 from .bootstrap import apply_init, create_view, plan_init, read_object_fields
@@ -373,6 +374,52 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     dry_run(audit, "--fix and --prune")
     audit.set_defaults(run=_audit)
+
+    doctor = command(
+        "doctor",
+        "check a live deployment end to end; say how to fix each problem",
+        "Check the table, the bucket's notification, the queue's policy and encryption, the event "
+        "source mapping, the function, the DLQ, Lake Formation, and that every folder written in the "
+        f"last {checkup.FRESH_HOURS} hours has its partition and the table's columns. Reads only. One line per "
+        "check: ok, warn, fail (with the fix) or error (could not check). Exit 3 when a check failed, "
+        "1 when none failed but one could not check, 0 otherwise (warnings allowed).",
+        "  vpcflow-partitioner doctor --stack vpcflow-partitioner-prod --region eu-west-1\n"
+        "  vpcflow-partitioner doctor --database flowlogs --table vpc_flow_logs \\\n"
+        "      --queue-url https://sqs.eu-west-1.amazonaws.com/123456789012/vpcflow-partitioner-prod-events\n"
+        "  vpcflow-partitioner doctor --stack vpcflow-partitioner-prod --output json | jq '.[] | select(.state != \"ok\")'",
+    )
+    table_options(doctor)
+    doctor.add_argument(
+        "--stack",
+        default="",
+        help="read everything below from this CloudFormation stack's Outputs (flags win)",
+    )
+    doctor.add_argument("--bucket", default="", help="the flow-log bucket (default: the table's)")
+    doctor.add_argument(
+        "--prefix",
+        default="",
+        help="the key prefix the table must lie under and the notification filters on (default: the table's)",
+    )
+    doctor.add_argument(
+        "--queue-url", default="", help="the events queue: sqs mode, or with --eventbridge the rule's target"
+    )
+    doctor.add_argument(
+        "--eventbridge",
+        action="store_true",
+        help="eventbridge mode: S3 -> EventBridge rule -> the queue (default mode with --queue-url: sqs)",
+    )
+    doctor.add_argument(
+        "--rule", default="", help="eventbridge mode: the rule (default: the one targeting the queue)"
+    )
+    doctor.add_argument(
+        "--function",
+        default="",
+        help="the on_object_created function (default: the event source mapping's; alone: s3 mode)",
+    )
+    doctor.add_argument(
+        "--dlq-url", default="", help="the dead-letter queue (default: the queue's redrive target)"
+    )
+    doctor.set_defaults(run=_doctor)
 
     demo = command(
         "demo",
@@ -1017,6 +1064,84 @@ def _progress(console: Console, bytes_: bool = False) -> Progress:
         transient=True,
         disable=not console.is_terminal,
     )
+
+
+# ---------------------------------------------------------------- doctor
+
+_STATE_STYLE = {
+    checkup.OK: "green",
+    checkup.WARN: "yellow",
+    checkup.FAIL: "bold red",
+    checkup.ERROR: "magenta",
+}
+
+
+def _doctor(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if args.endpoint_url and not args.endpoint_url.startswith(("http://", "https://")):
+        raise UsageError(f"--endpoint-url {args.endpoint_url!r} is not an http:// or https:// URL")
+    where = Connection.from_env(
+        None, AWS_REGION=args.region, AWS_ENDPOINT_URL=args.endpoint_url, AWS_PROFILE=args.profile
+    )
+
+    def client(service: str) -> Any:
+        return aws.client(service, where.endpoint_url, where.region, where.profile)
+
+    stack = checkup.read_stack(client("cloudformation"), args.stack) if args.stack else None
+    found = checkup.target_from_outputs(stack.outputs) if stack else {}
+    # Flags first, then the stack's Outputs, then the environment (as the other commands read it).
+    settings = Settings.from_env(
+        None,
+        GLUE_DATABASE=args.database or found.get("database", ""),
+        GLUE_TABLE=args.table or found.get("table", ""),
+        GLUE_CATALOG_ID=args.catalog_id or found.get("catalog_id", ""),
+        AWS_REGION=where.region,
+        AWS_ENDPOINT_URL=where.endpoint_url,
+        AWS_PROFILE=where.profile,
+    )
+    prefix = args.prefix
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    trigger = (
+        checkup.EVENTBRIDGE
+        if args.eventbridge
+        else (checkup.SQS if args.queue_url else found.get("trigger", ""))
+    )
+    if args.function and not (args.queue_url or args.eventbridge) and not found.get("trigger"):
+        trigger = trigger or checkup.S3
+    if trigger and trigger not in (checkup.SQS, checkup.EVENTBRIDGE, checkup.S3):
+        raise UsageError(f"the stack's Trigger output is {trigger!r}: sqs, eventbridge or s3 expected")
+    target = checkup.Target(
+        database=settings.database,
+        table=settings.table,
+        catalog_id=settings.catalog_id,
+        bucket=args.bucket or found.get("bucket", ""),
+        location_prefix=prefix or found.get("location_prefix", ""),
+        notification_prefix=prefix or found.get("notification_prefix", ""),
+        trigger=trigger,
+        queue_url=args.queue_url or found.get("queue_url", ""),
+        queue_arn="" if args.queue_url else found.get("queue_arn", ""),
+        rule_name=args.rule or found.get("rule_name", ""),
+        function_name=args.function or found.get("function_name", ""),
+        schedule_function=found.get("schedule_function", ""),
+        dlq_url=args.dlq_url or found.get("dlq_url", ""),
+        dlq_arn="" if args.dlq_url else found.get("dlq_arn", ""),
+        cache_table=found.get("cache_table", "") or settings.cache_table,
+        stack=args.stack,
+    )
+    with (
+        err.status("checking the deployment", spinner="dots") if err.is_terminal else contextlib.nullcontext()
+    ):
+        findings = checkup.run_doctor(client, target, time.time(), stack)
+    if _json(args):
+        out.print(json.dumps([f.as_dict() for f in findings], indent=2), markup=False)
+    else:
+        width = max(len(f.check) for f in findings)
+        for finding in findings:
+            state = f"[{_STATE_STYLE[finding.state]}]{finding.state.upper():5}[/]"
+            fix = f" [bold]fix:[/] {escape(finding.fix)}" if finding.fix else ""
+            out.print(f"{state} {finding.check:{width}}  {escape(finding.detail)}{fix}")
+        out.print(f"doctor {escape(target.database)}.{escape(target.table)}: {checkup.summary(findings)}")
+    return checkup.exit_code(findings)
 
 
 def _demo(args: argparse.Namespace, out: Console, err: Console) -> int:
