@@ -2,8 +2,9 @@
 
 // The parts of serverless.yml that depend on the stage's params: their validation, the trigger
 // wiring, the optional resources, one least-privilege role per function, the alarms and where
-// they go, and the Glue table, which comes from the Python definition that
-// `vpcflow-partitioner init` uses (one source of truth).
+// they go. The Glue table and the routing (S3 notification filters, EventBridge pattern) come
+// from Python (`python -m vpcflow_partitioner.ops.deploy`): the definitions `init` and `doctor`
+// use, one source of truth.
 //
 // A param that is missing or wrong never throws here (osls would print it three times inside
 // Node stacks): `problems` lists them, and deploy/validate.js refuses to package with one line.
@@ -24,7 +25,7 @@ const NUMBERS = [
   ['reconcileDays', 1, 366],
   ['tableRefreshSeconds', 0, 86400],
   ['athenaBytesCutoff', 10000000, Number.MAX_SAFE_INTEGER], // Athena: at least 10 MB
-  ['ignoredAlarmThreshold', 0, Number.MAX_SAFE_INTEGER],
+  ['outsideTableAlarmThreshold', 0, Number.MAX_SAFE_INTEGER],
   ['queueAgeAlarmSeconds', 60, 1209600],
 ];
 const NAMES = [
@@ -32,12 +33,14 @@ const NAMES = [
   'tableLayout', 'tableFileFormat', 'tableHourly', 'tableFormat', 'createTable', 'createDatabase',
   'trigger', 'batchSize', 'batchWindow', 'maxConcurrency', 'cache', 'cacheTtlDays', 'schedule',
   'reconcileDays', 'createWorkgroup', 'athenaBytesCutoff', 'pointInTimeRecovery', 'alarmTopicArn',
-  'alarmEmail', 'functionTimeout', 'maxReceiveCount', 'ignoredAlarmThreshold', 'queueAgeAlarmSeconds',
-  'tableRefreshSeconds', 'tracing', 'powertoolsVersion', 'powertoolsLayerArn',
+  'alarmEmail', 'functionTimeout', 'maxReceiveCount', 'outsideTableAlarmThreshold', 'queueAgeAlarmSeconds',
+  'tableRefreshSeconds', 'tracing', 'powertoolsVersion', 'powertoolsLayerArn', 'logRetentionDays',
 ];
-// The files a flow log writes ("Flow log files", VPC user guide): the only objects that
-// should invoke anything. The S3 rules and the EventBridge pattern both filter on them.
-const FLOW_LOG_SUFFIXES = ['.log.gz', '.log.parquet'];
+// CloudWatch Logs retention: the values PutRetentionPolicy accepts.
+const RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+// Lambda function names: at most 64 characters; ours are <service>-<stage>-on-object-created.
+const LONGEST_NAME_SUFFIX = '-on-object-created';
+const DEFAULT_PREFIX = 'AWSLogs/';
 const EXAMPLE = 'make deploy STAGE=prod PARAMS="--param=sourceBucket=acme-flow-logs"';
 
 const sub = (text) => ({ 'Fn::Sub': text });
@@ -60,17 +63,31 @@ async function load(resolveVariable) {
     const value = await resolveVariable(`param:${name}`);
     p[name] = value === null || value === undefined ? '' : String(value).trim();
   }
-  p.prefix = `${await resolveVariable('self:service')}-${await resolveVariable('sls:stage')}`;
+  const stage = await resolveVariable('sls:stage');
+  p.region = String(await resolveVariable('self:provider.region'));
+  p.prefix = `${await resolveVariable('self:service')}-${stage}`;
+  // Athena and Glue names: lowercase letters, digits and underscores (Glue lowercases what it
+  // stores, and IAM ARNs must name what it stores).
+  if (!p.glueDatabase) p.glueDatabase = `flowlogs_${stage.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`;
   const problems = validate(p);
   derive(p);
-  if (problems.length === 0 && p.createTable === 'true') {
+  if (problems.length === 0) {
     try {
-      p.glue = glueTableResources(p);
+      Object.assign(p, fromPython(p));
     } catch (error) {
       problems.push(error.message);
     }
   }
-  return { p, problems };
+  return { p, problems, warnings: warnings(p) };
+}
+
+// Said at package time, not refused: a stage may be deployed before anyone subscribes.
+function warnings(p) {
+  if (p.ownTopic && !p.alarmEmail) {
+    return [`no one hears the alarms yet: topic ${p.prefix}-alarms has no subscriber; pass `
+      + '--param=alarmEmail=you@example.com or subscribe to it (Outputs: AlarmTopicArn)'];
+  }
+  return [];
 }
 
 function validate(p) {
@@ -105,6 +122,18 @@ function validate(p) {
   if (p.flowLogPrefix.startsWith('/') || (p.flowLogPrefix && !p.flowLogPrefix.endsWith('/'))) {
     bad(`param flowLogPrefix "${p.flowLogPrefix}" must be a folder: no leading "/", a trailing "/"`);
   }
+  const longest = `${p.prefix}${LONGEST_NAME_SUFFIX}`;
+  if (longest.length > 64) {
+    bad(`the stage name is too long: function ${longest} has ${longest.length} characters, Lambda allows 64`);
+  }
+  for (const name of ['glueDatabase', 'glueTable']) {
+    if (!/^[a-z0-9_]{1,255}$/.test(p[name])) {
+      bad(`param ${name} "${p[name]}" must be lowercase letters, digits and underscores (Athena and Glue names)`);
+    }
+  }
+  if (!RETENTION_DAYS.includes(Number(p.logRetentionDays))) {
+    bad(`param logRetentionDays must be one of CloudWatch Logs' ${RETENTION_DAYS.join(', ')}, not "${p.logRetentionDays}"`);
+  }
   if (p.glueCatalogId && !/^\d{12}$/.test(p.glueCatalogId)) {
     bad(`param glueCatalogId must be a 12-digit account id, not "${p.glueCatalogId}"`);
   }
@@ -117,12 +146,15 @@ function validate(p) {
       + '(aws glue get-table ... --query Table.StorageDescriptor.Location), which the sweep may list');
   }
   if (p.tableLocation) {
-    const match = /^s3:\/\/([^/]+)\/(.*)$/.exec(p.tableLocation);
+    const match = /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(p.tableLocation);
     if (!match) {
       bad(`param tableLocation must look like s3://bucket/prefix/, not "${p.tableLocation}"`);
     } else if (p.sourceBucket && match[1] !== p.sourceBucket) {
       bad(`param tableLocation is in bucket ${match[1]}, but sourceBucket is ${p.sourceBucket}: `
         + 'the function hears only sourceBucket\'s notifications');
+    } else if (p.flowLogPrefix !== DEFAULT_PREFIX && (match[2] || '').replace(/\/?$/, '/') !== p.flowLogPrefix) {
+      bad(`params flowLogPrefix "${p.flowLogPrefix}" and tableLocation "${p.tableLocation}" disagree: `
+        + 'give tableLocation alone (the prefix follows it)');
     }
   }
   if (!/^(rate|cron)\(.+\)$/.test(p.schedule)) bad(`param schedule must be rate(...) or cron(...), not "${p.schedule}"`);
@@ -135,6 +167,12 @@ function validate(p) {
   if (p.alarmEmail && p.alarmTopicArn) {
     bad('params alarmEmail and alarmTopicArn: alarmEmail subscribes to the topic this stack owns; '
       + 'with your own topic, subscribe the address there and leave alarmEmail empty');
+  }
+  if (!p.powertoolsLayerArn && /^(cn|us-gov)-/.test(p.region)) {
+    // Powertools publishes its layer there under other accounts and version numbers, and
+    // documents its SSM parameters for the commercial regions only: no guessing.
+    bad(`param powertoolsLayerArn is required in ${p.region}: the arm64 python3.12 layer ARN that `
+      + 'Powertools\' install page lists for your region (AWSLambdaPowertoolsPythonV3-python312-arm64)');
   }
   if (!p.powertoolsLayerArn && !/^\d+\.\d+\.\d+$/.test(p.powertoolsVersion)) {
     bad(`param powertoolsVersion must be a release such as 3.37.0, not "${p.powertoolsVersion}"`);
@@ -152,38 +190,30 @@ function derive(p) {
   p.ownTopic = !p.alarmTopicArn;
 }
 
-// S3 compares filter values with the URL-encoded key: "special characters ... must be
-// URL-encoded" (S3 user guide, event notification filtering), so `aws-account-id=` is `%3D`.
-function filterValue(text) {
-  return text.split('/').map(encodeURIComponent).join('/');
-}
-
-// EventBridge wildcard matching: `*` is any run of characters; a literal `*` or `\` is escaped.
-function wildcardLiteral(text) {
-  return text.replace(/[\\*]/g, (c) => `\\${c}`);
-}
-
-function glueTableResources(p) {
+// The Glue table (with createTable) and the routing, from the Python definitions.
+function fromPython(p) {
   const python = process.env.VPCFLOW_PYTHON || 'python3';
   const args = [
-    '-m', 'vpcflow_partitioner.ops.deploy',
+    '-m', 'vpcflow_partitioner.ops.deploy', '--bucket', p.sourceBucket,
     '--database', p.glueDatabase, '--table', p.glueTable, '--location', p.location,
-    '--layout', p.tableLayout, '--file-format', p.tableFileFormat,
-    '--hourly', p.tableHourly, '--create-database', p.createDatabase,
+    '--layout', p.tableLayout, '--file-format', p.tableFileFormat, '--hourly', p.tableHourly,
+    '--create-table', p.createTable, '--create-database', p.createDatabase,
   ];
   if (p.tableFormat) args.push('--format', p.tableFormat);
+  let out;
   try {
-    const out = execFileSync(python, args, {
+    out = execFileSync(python, args, {
       cwd: ROOT,
       env: { ...process.env, PYTHONPATH: path.join(ROOT, 'functions') },
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    return JSON.parse(out);
   } catch (error) {
     const said = String(error.stderr || error.message).trim().split('\n').pop();
     throw new Error(`the Glue table definition failed: ${said.replace(/^error: /, '')}`);
   }
+  const { resources, routing } = JSON.parse(out);
+  return { glue: resources, routing };
 }
 
 function deadLetterQueue(p) {
@@ -227,20 +257,6 @@ function tlsOnly(action, resource) {
     Action: action,
     Resource: resource,
     Condition: { Bool: { 'aws:SecureTransport': 'false' } },
-  };
-}
-
-function eventPattern(p) {
-  // Flow-log files only, plain and Hive layouts (`.../123456789012/vpcflowlogs/...` and
-  // `.../aws-service=vpcflowlogs/...`): a shared log-archive bucket's CloudTrail, ELB or Config
-  // objects never reach the queue.
-  const key = FLOW_LOG_SUFFIXES.map((suffix) => ({
-    wildcard: `${wildcardLiteral(p.keyPrefix)}*vpcflowlogs/*${suffix}`,
-  }));
-  return {
-    source: ['aws.s3'],
-    'detail-type': ['Object Created'],
-    detail: { bucket: { name: [p.sourceBucket] }, object: { key } },
   };
 }
 
@@ -289,7 +305,7 @@ function queueResources(p) {
       Properties: {
         Name: `${p.prefix}-object-created`,
         Description: 'S3 Object Created events of flow-log files under the table Location',
-        EventPattern: eventPattern(p),
+        EventPattern: p.routing.eventPattern,
         Targets: [{
           Id: 'events-queue',
           Arn: getAtt('EventsQueue'),
@@ -399,7 +415,9 @@ function topicResources(p) {
               Principal: { Service: 'cloudwatch.amazonaws.com' },
               Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
               Resource: '*',
-              Condition: { StringEquals: { 'aws:SourceAccount': sub('${AWS::AccountId}') } },
+              // IfExists: AWS's documented statement has no condition, and a request without the
+              // key must not silently drop every alarm.
+              Condition: { StringEqualsIfExists: { 'aws:SourceAccount': sub('${AWS::AccountId}') } },
             },
           ],
         },
@@ -483,7 +501,7 @@ function alarmResources(p) {
     OutsideTableSurgeAlarm: alarm({
       AlarmName: `${p.prefix}-objects-outside-table`,
       AlarmDescription: 'many flow-log objects outside the table Location or from another bucket: the table Location, SOURCE_BUCKETS or the notification prefix is probably wrong (`vpcflow-partitioner doctor`)',
-      ...metric('ObjectsOutsideTable'), Threshold: Number(p.ignoredAlarmThreshold), EvaluationPeriods: 3,
+      ...metric('ObjectsOutsideTable'), Threshold: Number(p.outsideTableAlarmThreshold), EvaluationPeriods: 3,
     }),
     DeadLetterQueueAlarm: alarm({
       AlarmName: `${p.prefix}-dlq-not-empty`,
@@ -617,6 +635,7 @@ function outputs(p) {
 }
 
 module.exports.problems = async ({ resolveVariable }) => (await config(resolveVariable)).problems;
+module.exports.warnings = async ({ resolveVariable }) => (await config(resolveVariable)).warnings;
 
 module.exports.resources = async ({ resolveVariable }) => {
   const { p, problems } = await config(resolveVariable);
@@ -638,11 +657,11 @@ module.exports.events = async ({ resolveVariable }) => {
   if (problems.length) return [];
   if (p.trigger === 's3') {
     // One rule per flow-log suffix (S3 rejects overlapping rules; these two do not overlap).
-    return FLOW_LOG_SUFFIXES.map((suffix) => ({
+    return p.routing.notifications.map((filters) => ({
       s3: {
         bucket: p.sourceBucket,
         event: 's3:ObjectCreated:*',
-        rules: [{ prefix: filterValue(p.keyPrefix) }, { suffix }],
+        rules: Object.entries(filters).map(([name, value]) => ({ [name]: value })),
         existing: true,
       },
     }));
@@ -664,6 +683,16 @@ module.exports.destinations = async ({ resolveVariable }) => {
   if (problems.length || p.usesQueue) return {};
   // `vpcflow-partitioner replay --queue-url <dlq>` reads these on-failure records too.
   return { onFailure: { type: 'sqs', arn: getAtt('EventsDeadLetterQueue') } };
+};
+
+module.exports.functionTimeout = async ({ resolveVariable }) => {
+  const { p, problems } = await config(resolveVariable);
+  return problems.length ? 60 : Number(p.functionTimeout);
+};
+
+module.exports.logRetentionDays = async ({ resolveVariable }) => {
+  const { p, problems } = await config(resolveVariable);
+  return problems.length ? 30 : Number(p.logRetentionDays);
 };
 
 // Tracing off is PassThrough, written out: a stack that had Active tracing is switched back.
@@ -707,5 +736,3 @@ module.exports.environment = async ({ resolveVariable }) => {
   return env;
 };
 
-module.exports.filterValue = filterValue;
-module.exports.FLOW_LOG_SUFFIXES = FLOW_LOG_SUFFIXES;

@@ -44,8 +44,12 @@ def _session(profile: str) -> boto3.session.Session:
     # One session per profile: it reads the shared config files and endpoint data once, not once
     # per client (a command that checks a dozen services would read them a dozen times).
     core = botocore.session.get_session()
-    core.register_component("data_loader", _loader())
-    return boto3.session.Session(botocore_session=core, profile_name=profile or None)
+    loader = _loader()
+    core.register_component("data_loader", loader)
+    session = boto3.session.Session(botocore_session=core, profile_name=profile or None)
+    # Each boto3 Session appends its data folder to the loader's search path: keep it once.
+    loader.search_paths[:] = list(dict.fromkeys(loader.search_paths))
+    return session
 
 
 @functools.cache

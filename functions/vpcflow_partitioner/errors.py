@@ -29,11 +29,16 @@ def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def error_message(exc: ClientError) -> str:
+    """The AWS error message of a ClientError ("" when there is none)."""
+    return str(exc.response.get("Error", {}).get("Message", ""))
+
+
 def classify(exc: Exception, what: str) -> Exception:
     """Turn a botocore error into ConfigurationError or TransientError, naming `what`."""
     if isinstance(exc, ClientError):
         code = error_code(exc)
-        message = exc.response.get("Error", {}).get("Message", "")
+        message = error_message(exc)
         if code in _PERMANENT_CODES:
             return ConfigurationError(f"{what}: {code}: {message}".rstrip(": "))
         return TransientError(f"{what}: {code}: {message}".rstrip(": "))

@@ -43,10 +43,13 @@ def _layout(style: int) -> re.Pattern[str]:
     return re.compile(rf"^(?P<prefix>(?:.*/)?)AWSLogs/{daily}/(?:{names['hour']}/)?(?P<file>{_FILE})\Z")
 
 
+FLOW_LOG_SUFFIXES = (".log.gz", ".log.parquet")
+
+
 def is_flow_log_name(name: str) -> bool:
     """Whether a file name (no folder) is one a flow log writes: `*.log.gz`, `*.log.parquet`."""
     # _FILE, spelled as string tests: this runs for every object a warm container sees.
-    for suffix in (".log.gz", ".log.parquet"):
+    for suffix in FLOW_LOG_SUFFIXES:
         if name.endswith(suffix):
             return len(name) > len(suffix) and "/" not in name
     return False

@@ -255,7 +255,8 @@ class Partitioner:
             return _NOT_FLOW_LOG
         allowed = self.settings.source_buckets
         if allowed and bucket not in allowed:
-            return _FOREIGN_BUCKET
+            # Misrouted only if it is a flow log: an ELB or Route 53 log also ends in .log.gz.
+            return _FOREIGN_BUCKET if parse_key(key) is not None else _NOT_FLOW_LOG
         version = (scheme.table, scheme.create_time, scheme.version)
         if self._plans_for != version:
             self._plans, self._plans_for = {}, version

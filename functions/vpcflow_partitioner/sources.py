@@ -151,7 +151,7 @@ class FolderWalk:
                     self.objects_probed += 1
                 obj = parse_key(item["Key"])
                 # Under this leaf by the same reading of its folders, not a deeper copy.
-                if obj is not None and not obj.nested and _leaf_of(obj, self.leaf_level) == folder:
+                if obj is not None and not obj.nested and leaf_folder(obj, self.leaf_level) == folder:
                     return str(item["Key"])
             token = response.get("NextContinuationToken")
             if not response.get("IsTruncated") or not token:
@@ -166,7 +166,8 @@ class FolderWalk:
             raise classify(exc, f"S3 ListObjectsV2 s3://{kwargs['Bucket']}/{kwargs['Prefix']}") from exc
 
 
-def _leaf_of(obj: Any, level: str) -> str | None:
+def leaf_folder(obj: Any, level: str) -> str | None:
+    """The object's folder at `level` (its date or hour folder); None when it has none there."""
     try:
         return str(obj.folder(level))
     except ValueError:  # a daily object under an hourly leaf level

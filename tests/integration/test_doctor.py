@@ -21,6 +21,7 @@ from helpers import ACCOUNT, BUCKET, DATABASE, TABLE, inject_error
 from moto import mock_aws
 from moto.events.models import EventPattern
 from moto.s3.models import s3_backends
+from moto.sqs.models import sqs_backends
 from vpcflow_partitioner import aws
 from vpcflow_partitioner.catalog import Catalog
 from vpcflow_partitioner.formats import DEFAULT_FIELDS, HIVE, MULTI_ACCOUNT, TEXT, TableSpec, parse_format
@@ -28,6 +29,7 @@ from vpcflow_partitioner.keys import parse_key
 from vpcflow_partitioner.ops import doctor
 from vpcflow_partitioner.ops.bootstrap import apply_init, plan_init
 from vpcflow_partitioner.ops.cli import main
+from vpcflow_partitioner.ops.routing import event_pattern
 from vpcflow_partitioner.ops.synthetic import flow_log_file, object_key
 from vpcflow_partitioner.scheme import PartitionSpec, Scheme
 
@@ -57,6 +59,7 @@ class Deployment:
     function_arn: str = ""
     role_arn: str = ""
     mapping: str = ""
+    alarm_topic: str = ""
     keys: list[str] = field(default_factory=list)
     hive: bool = False
 
@@ -158,6 +161,8 @@ def deploy(
         }
         if queue_kms:
             attributes["KmsMasterKeyId"] = queue_kms
+        else:
+            attributes["SqsManagedSseEnabled"] = "true"  # as the stack does
         d.queue_url = sqs.create_queue(QueueName="vpcflow-partitioner-test-events", Attributes=attributes)[
             "QueueUrl"
         ]
@@ -166,13 +171,7 @@ def deploy(
             d.rule_name = "vpcflow-partitioner-test-object-created"
             rule_arn = events.put_rule(
                 Name=d.rule_name,
-                EventPattern=json.dumps(
-                    {
-                        "source": ["aws.s3"],
-                        "detail-type": ["Object Created"],
-                        "detail": {"bucket": {"name": [BUCKET]}, "object": {"key": [{"prefix": "AWSLogs/"}]}},
-                    }
-                ),
+                EventPattern=json.dumps(event_pattern(BUCKET, "AWSLogs/")),  # the stack's own
             )["RuleArn"]
             events.put_targets(Rule=d.rule_name, Targets=[{"Id": "events-queue", "Arn": d.queue_arn}])
             set_queue_policy(d, eventbridge_statement(d.queue_arn, rule_arn))
@@ -241,8 +240,19 @@ def eventbridge_statement(queue_arn: str, rule_arn: str) -> dict[str, Any]:
     }
 
 
+# The stack's queues refuse plain HTTP; a service delivering over TLS is not refused.
+TLS_ONLY = {
+    "Sid": "DenyWithoutTLS",
+    "Effect": "Deny",
+    "Principal": "*",
+    "Action": "sqs:*",
+    "Resource": "*",
+    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+}
+
+
 def set_queue_policy(d: Deployment, *statements: dict[str, Any]) -> None:
-    policy = json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [*statements, TLS_ONLY]})
     client("sqs").set_queue_attributes(QueueUrl=d.queue_url, Attributes={"Policy": policy})
 
 
@@ -372,6 +382,7 @@ def test_a_healthy_sqs_deployment_is_all_ok(env: None, capsys: pytest.CaptureFix
         "queue policy": "ok",
         "queue encryption": "ok",
         "queue": "ok",
+        "backlog": "ok",
         "event source mapping": "ok",
         "function": "ok",
         "dlq": "ok",
@@ -391,11 +402,11 @@ def test_table_output_is_one_line_per_check_and_a_summary(
     client("lambda").update_event_source_mapping(UUID=d.mapping, Enabled=False)
     assert main(d.args()) == 3
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 12  # 11 checks and the summary
+    assert len(lines) == 13  # 12 checks and the summary
     failing = [line for line in lines if line.startswith("FAIL")]
     assert len(failing) == 1 and "event source mapping" in failing[0]
     assert f"fix: aws lambda update-event-source-mapping --uuid {d.mapping} --enabled" in failing[0]
-    assert lines[-1] == f"doctor {DATABASE}.{TABLE}: 10 ok, 0 warn, 1 fail, 0 error"
+    assert lines[-1] == f"doctor {DATABASE}.{TABLE}: 11 ok, 0 warn, 1 fail, 0 error"
 
 
 def test_the_function_and_dlq_are_found_from_the_queue(env: None, capsys: pytest.CaptureFixture[str]) -> None:
@@ -482,6 +493,39 @@ def test_an_encoded_prefix_rule_is_fine(env: None, capsys: pytest.CaptureFixture
     assert findings["notification"]["state"] == "ok"
 
 
+def test_a_table_at_the_bucket_root_gets_a_rule_without_prefix_in_place_of_the_narrow_one(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = deploy(with_notification=False)
+    glue = client("glue")
+    table = glue.get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]
+    descriptor = table["StorageDescriptor"] | {"Location": f"s3://{BUCKET}/"}
+    glue.update_table(
+        DatabaseName=DATABASE,
+        TableInput={k: table[k] for k in ("Name", "PartitionKeys", "Parameters", "TableType")}
+        | {"StorageDescriptor": descriptor},
+    )
+    write_notification(d, [queue_rule(d.queue_arn, prefix="AWSLogs/", rule_id="narrow")])
+    code, findings = run(capsys, d.args())
+    assert code == 0  # a warning: the rule works for AWSLogs/, flow logs elsewhere would not notify
+    warning = findings["notification"]
+    assert warning["state"] == "warn" and "cover only the prefixes 'AWSLogs/'" in warning["detail"]
+    assert "in place of rule 'narrow'" in warning["fix"]  # S3 refuses the two side by side
+    rule = quoted_json(warning["fix"])
+    assert rule["Filter"]["Key"]["FilterRules"] == [{"Name": "suffix", "Value": ".log.gz"}]  # no empty prefix
+    write_notification(d, [rule])
+    _, findings = run(capsys, d.args())
+    assert findings["notification"]["state"] == "ok", findings["notification"]
+
+
+def test_a_wrong_profile_is_one_line_and_a_usage_error(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    d = deploy()
+    assert main([*d.args(), "--profile", "no-such-profile"]) == 2
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert captured.out == "" and len(lines) == 1 and "no-such-profile" in lines[0], captured
+
+
 def test_an_overlapping_rule_to_another_queue_fails_and_suggests_a_fan_out(
     env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -566,7 +610,8 @@ def test_a_queue_policy_for_another_bucket_fails(env: None, capsys: pytest.Captu
             "Policy"
         ]
     )
-    assert len(kept["Statement"]) == 2  # the other bucket's statement is kept
+    sids = [statement["Sid"] for statement in kept["Statement"]]
+    assert sids[:2] == ["S3SendsObjectCreated", "DenyWithoutTLS"] and len(sids) == 3  # both kept
 
 
 def test_a_queue_policy_without_source_conditions_warns(
@@ -732,6 +777,33 @@ def test_the_dlq_age_comes_from_cloudwatch(env: None, capsys: pytest.CaptureFixt
     assert "the oldest is 90 min (CloudWatch" in findings["dlq"]["detail"]
 
 
+def test_an_events_queue_nobody_drains_fails(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    d = deploy()
+    client("lambda").delete_event_source_mapping(UUID=d.mapping)  # polling stopped
+    # moto's queue keeps the deleted mapping and would hand it the message at once.
+    sqs_backends[ACCOUNT]["us-east-1"].queues[
+        "vpcflow-partitioner-test-events"
+    ].lambda_event_source_mappings.clear()
+    client("sqs").send_message(QueueUrl=d.queue_url, MessageBody="{}")
+    client("cloudwatch").put_metric_data(
+        Namespace="AWS/SQS",
+        MetricData=[
+            {
+                "MetricName": "ApproximateAgeOfOldestMessage",
+                "Dimensions": [{"Name": "QueueName", "Value": "vpcflow-partitioner-test-events"}],
+                "Timestamp": datetime.now(UTC) - timedelta(minutes=2),
+                "Value": 7200,
+            }
+        ],
+    )
+    code, findings = run(capsys, d.args())
+    assert code == 3
+    backlog = findings["backlog"]
+    assert backlog["state"] == "fail", backlog
+    assert "1 message waits in the events queue, the oldest 2.0 h (CloudWatch" in backlog["detail"]
+    assert "nothing is draining it; messages expire unseen after" in backlog["detail"]
+
+
 # ---------------------------------------------------------------- freshness and columns
 
 
@@ -830,7 +902,7 @@ def test_an_eventbridge_pattern_that_misses_hive_keys_fails(
     assert code == 3
     failure = only_failure(findings, "eventbridge rule")
     assert "does not match a PutObject of a Hive-layout key" in failure["detail"]
-    assert '{"prefix": "AWSLogs/"}' in failure["fix"]
+    assert json.dumps(event_pattern(BUCKET, "AWSLogs/")) in failure["fix"]  # the stack's pattern
 
 
 def test_the_queue_policy_must_name_the_rule_in_eventbridge_mode(
@@ -911,14 +983,14 @@ def test_lake_formation_without_grants_fails(env: None, capsys: pytest.CaptureFi
 # ---------------------------------------------------------------- --stack, exit codes
 
 
-def stack_template(d: Deployment, trigger: str = "sqs") -> str:
+def stack_template(d: Deployment, trigger: str = "") -> str:
     outputs = {
         "SourceBucket": BUCKET,
         "TableLocation": f"s3://{BUCKET}/AWSLogs/",
         "NotificationPrefix": "AWSLogs/",
         "GlueDatabase": DATABASE,
         "GlueTable": TABLE,
-        "Trigger": trigger,
+        "Trigger": trigger or d.trigger,
         "EventsQueueUrl": d.queue_url,
         "EventsQueueArn": d.queue_arn,
         "DeadLetterQueueUrl": d.dlq_url,
@@ -927,6 +999,10 @@ def stack_template(d: Deployment, trigger: str = "sqs") -> str:
         "ScheduleFunctionName": SWEEP,
         "CacheTableName": "vpcflow-partitioner-test-cache",
     }
+    if d.rule_name:
+        outputs["ObjectCreatedRuleName"] = d.rule_name
+    if d.alarm_topic:
+        outputs["AlarmTopicArn"] = d.alarm_topic
     return json.dumps(
         {
             "Resources": {"Nothing": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
@@ -967,6 +1043,22 @@ def deploy_sweep_and_cache(d: Deployment, schedule_enabled: bool = True) -> None
         "CACHE_TABLE": "vpcflow-partitioner-test-cache",
     }
     lam.update_function_configuration(FunctionName=FUNCTION, Environment={"Variables": variables})
+    # The stack's alarms and their topic, read by someone.
+    sns, cloudwatch = client("sns"), client("cloudwatch")
+    d.alarm_topic = sns.create_topic(Name="vpcflow-partitioner-test-alarms")["TopicArn"]
+    sns.subscribe(TopicArn=d.alarm_topic, Protocol="sqs", Endpoint=d.dlq_arn)  # confirmed at once
+    cloudwatch.put_metric_alarm(
+        AlarmName="vpcflow-partitioner-test-dlq-not-empty",
+        Namespace="AWS/SQS",
+        MetricName="ApproximateNumberOfMessagesVisible",
+        Statistic="Maximum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=0,
+        ComparisonOperator="GreaterThanThreshold",
+        ActionsEnabled=True,
+        AlarmActions=[d.alarm_topic],
+    )
 
 
 @pytest.mark.filterwarnings("ignore:Tried to parse AWS")  # moto: WaitConditionHandle is a no-op
@@ -982,6 +1074,35 @@ def test_stack_outputs_name_everything(env: None, capsys: pytest.CaptureFixture[
     assert findings["schedule"]["detail"] == "rule sweep-schedule runs the sweep rate(6 hours)"
     assert findings["cache"]["detail"] == "cache table vpcflow-partitioner-test-cache, TTL on expiration"
     assert findings["event source mapping"]["state"] == "ok" and findings["dlq"]["state"] == "ok"
+    assert findings["alarms"] == {
+        "check": "alarms",
+        "state": "ok",
+        "detail": f"1 alarm act; {d.alarm_topic} is read",
+        "fix": "",
+    }
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS")
+def test_alarms_that_reach_no_one_are_named(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    d = deploy()
+    deploy_sweep_and_cache(d)
+    sns, cloudwatch = client("sns"), client("cloudwatch")
+    for subscription in sns.list_subscriptions_by_topic(TopicArn=d.alarm_topic)["Subscriptions"]:
+        sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
+    cloudwatch.disable_alarm_actions(AlarmNames=["vpcflow-partitioner-test-dlq-not-empty"])
+    client("cloudformation").create_stack(
+        StackName="vpcflow-partitioner-test", TemplateBody=stack_template(d)
+    )
+    code, findings = run(capsys, ["doctor", "--stack", "vpcflow-partitioner-test"])
+    assert code == 3
+    failure = only_failure(findings, "alarms")
+    assert "vpcflow-partitioner-test-dlq-not-empty notify nobody" in failure["detail"]
+    assert f"nobody subscribes to {d.alarm_topic}" in failure["detail"]
+    assert (
+        "aws cloudwatch enable-alarm-actions --alarm-names vpcflow-partitioner-test-dlq-not-empty"
+        in failure["fix"]
+    )
+    assert f"aws sns subscribe --topic-arn {d.alarm_topic}" in failure["fix"]
 
 
 @pytest.mark.filterwarnings("ignore:Tried to parse AWS")  # moto: WaitConditionHandle is a no-op
@@ -1000,6 +1121,22 @@ def test_stack_values_yield_to_flags_and_a_disabled_sweep_warns(
     assert "table flowlogs.no_such_table does not exist" in findings["table"]["detail"]
     assert findings["schedule"]["state"] == "warn"
     assert findings["schedule"]["fix"] == "aws events enable-rule --name sweep-schedule"
+
+
+def test_a_queue_flag_does_not_switch_an_eventbridge_stack_to_sqs(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = deploy("eventbridge")
+    deploy_sweep_and_cache(d)
+    client("cloudformation").create_stack(
+        StackName="vpcflow-partitioner-test", TemplateBody=stack_template(d)
+    )
+    code, findings = run(
+        capsys, ["doctor", "--stack", "vpcflow-partitioner-test", "--queue-url", d.queue_url]
+    )
+    assert code == 0, findings
+    assert findings["notification"]["detail"] == f"bucket {BUCKET} sends its events to EventBridge"
+    assert findings["eventbridge rule"]["state"] == "ok"
 
 
 def test_a_missing_stack_is_one_line_and_exit_1(env: None, capsys: pytest.CaptureFixture[str]) -> None:

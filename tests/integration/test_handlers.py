@@ -261,10 +261,16 @@ def test_ignored_unpartitionable_and_malformed_succeed_and_are_counted(
 ) -> None:
     monkeypatch.setenv("SOURCE_BUCKETS", f"{BUCKET},another")
     trail = "AWSLogs/123456789012/CloudTrail/us-east-1/2022/08/29/x.json.gz"
+    # An ALB access log ends in .log.gz like a flow log: S3's suffix filter lets it through.
+    alb = (
+        "AWSLogs/123456789012/elasticloadbalancing/us-east-1/2022/08/29/"
+        "123456789012_elasticloadbalancing_us-east-1_app.web.50dc6c495c0c9188_20220829T0000Z_10.0.0.1_2et2e1mx.log.gz"
+    )
     event = sqs_event(
         s3_body(flow_key("2022-08-29")),  # created
         s3_body(trail),  # not a flow log
         s3_body(trail, bucket="foreign"),  # not a flow log either, whatever its bucket
+        s3_body(alb, bucket="foreign"),  # nor is a load balancer's log
         s3_body(flow_key("2022-08-29", account="210987654321")),  # outside the table
         s3_body(flow_key("2022-08-29"), bucket="foreign"),  # not an allowed bucket
         "{not json",
@@ -278,7 +284,7 @@ def test_ignored_unpartitionable_and_malformed_succeed_and_are_counted(
     # bucket's other objects are ignored without a sign of trouble.
     assert metrics == {
         "PartitionsCreated": 1,
-        "ObjectsIgnored": 5,
+        "ObjectsIgnored": 6,
         "ObjectsOutsideTable": 2,
         "RecordsMalformed": 1,
     }

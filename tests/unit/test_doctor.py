@@ -16,16 +16,16 @@ from vpcflow_partitioner.ops.doctor import (
     broken_link,
     combine,
     created_coverage,
-    encode_filter,
     evaluate_policy,
     exit_code,
     field_difference,
     lake_formation_gaps,
     notification_finding,
+    resolve_trigger,
     target_from_outputs,
-    unencoded,
 )
 from vpcflow_partitioner.ops.doctor import _samples as samples
+from vpcflow_partitioner.ops.routing import encode_filter, unencoded
 
 QUEUE = "arn:aws:sqs:us-east-1:123456789012:events"
 BUCKET_ARN = "arn:aws:s3:::flow-logs"
@@ -84,11 +84,26 @@ def test_an_explicit_deny_wins_and_is_named() -> None:
     assert not verdict.grants(S3_SEND) and verdict.denied == ["NoS3"]
 
 
+def test_a_tls_only_deny_refuses_plain_http_but_not_a_service_delivering() -> None:
+    tls_only = allow(
+        Sid="TlsOnly", Effect="Deny", Principal="*", Condition={"Bool": {"aws:SecureTransport": "false"}}
+    )
+    over_tls = Request(
+        S3_SEND.principal, S3_SEND.actions, QUEUE, S3_SEND.context | {"aws:securetransport": "true"}
+    )
+    verdict = evaluate_policy(policy(allow(), tls_only), over_tls)
+    assert verdict.grants(over_tls) and verdict.caveat() == ""  # the stack's own policy: plain ok
+    plain = Request(
+        S3_SEND.principal, S3_SEND.actions, QUEUE, S3_SEND.context | {"aws:securetransport": "FALSE"}
+    )
+    assert evaluate_policy(policy(allow(), tls_only), plain).denied == ["TlsOnly"]
+
+
 def test_conditions_it_cannot_evaluate_are_said_not_guessed() -> None:
     tls_only = allow(
         Sid="TlsOnly", Effect="Deny", Principal="*", Condition={"Bool": {"aws:SecureTransport": "false"}}
     )
-    verdict = evaluate_policy(policy(allow(), tls_only), S3_SEND)
+    verdict = evaluate_policy(policy(allow(), tls_only), S3_SEND)  # the request does not say
     assert verdict.grants(S3_SEND)  # a Deny that may not apply refuses nothing
     assert "TlsOnly: Bool aws:SecureTransport" in verdict.caveat()
     owner = allow(Principal={"AWS": "*"}, Condition={"StringEquals": {"AWS:SourceOwner": "123456789012"}})
@@ -301,3 +316,20 @@ def test_combine_and_exit_codes() -> None:
     assert exit_code([Finding("a", OK, ""), Finding("b", WARN, "")]) == 0
     assert exit_code([Finding("a", ERROR, ""), Finding("b", WARN, "")]) == 1
     assert exit_code([Finding("a", ERROR, ""), Finding("b", FAIL, "")]) == 3
+
+
+@pytest.mark.parametrize(
+    ("eventbridge", "queue_url", "function", "stack", "expected"),
+    [
+        (False, "", "", "", ""),
+        (True, "q", "", "sqs", "eventbridge"),
+        (False, "q", "", "eventbridge", "eventbridge"),  # a queue flag never switches the stack's mode
+        (False, "", "f", "sqs", "sqs"),
+        (False, "q", "f", "", "sqs"),
+        (False, "", "f", "", "s3"),
+    ],
+)
+def test_the_mode_comes_from_eventbridge_then_the_stack_then_the_flags(
+    eventbridge: bool, queue_url: str, function: str, stack: str, expected: str
+) -> None:
+    assert resolve_trigger(eventbridge, queue_url, function, stack) == expected

@@ -1101,13 +1101,9 @@ def _doctor(args: argparse.Namespace, out: Console, err: Console) -> int:
     prefix = args.prefix
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-    trigger = (
-        checkup.EVENTBRIDGE
-        if args.eventbridge
-        else (checkup.SQS if args.queue_url else found.get("trigger", ""))
+    trigger = checkup.resolve_trigger(
+        args.eventbridge, args.queue_url, args.function, found.get("trigger", "")
     )
-    if args.function and not (args.queue_url or args.eventbridge) and not found.get("trigger"):
-        trigger = trigger or checkup.S3
     if trigger and trigger not in (checkup.SQS, checkup.EVENTBRIDGE, checkup.S3):
         raise UsageError(f"the stack's Trigger output is {trigger!r}: sqs, eventbridge or s3 expected")
     target = checkup.Target(
@@ -1127,6 +1123,7 @@ def _doctor(args: argparse.Namespace, out: Console, err: Console) -> int:
         dlq_arn="" if args.dlq_url else found.get("dlq_arn", ""),
         cache_table=found.get("cache_table", "") or settings.cache_table,
         stack=args.stack,
+        alarm_topic=found.get("alarm_topic", ""),
     )
     with (
         err.status("checking the deployment", spinner="dots") if err.is_terminal else contextlib.nullcontext()

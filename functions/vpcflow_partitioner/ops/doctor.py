@@ -10,29 +10,31 @@ from __future__ import annotations
 
 import json
 import re
-import string
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import quote, unquote_plus
+from urllib.parse import unquote_plus
 
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     EndpointConnectionError,
+    InvalidRegionError,
     NoCredentialsError,
     NoRegionError,
+    ProfileNotFound,
 )
 
 from ..catalog import Catalog
-from ..errors import TransientError, error_code
+from ..errors import TransientError, error_code, error_message
 from ..formats import FormatError
 from ..keys import FlowLogObject, parse_key
 from ..scheme import ConfigurationError, PartitionSpec, Scheme, same_folder, split_location
-from ..sources import DateRange, FolderWalk
+from ..sources import DateRange, FolderWalk, leaf_folder
 from .bootstrap import read_object_fields
+from .routing import event_pattern, notification_filters, rule_id, unencoded
 from .synthetic import object_key
 
 OK, WARN, FAIL, ERROR = "ok", "warn", "fail", "error"
@@ -100,6 +102,7 @@ class Target:
     dlq_arn: str = ""
     cache_table: str = ""
     stack: str = ""
+    alarm_topic: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,7 @@ def target_from_outputs(outputs: dict[str, str]) -> dict[str, str]:
         "schedule_function": outputs.get("ScheduleFunctionName", ""),
         "rule_name": outputs.get("ObjectCreatedRuleName", ""),
         "cache_table": outputs.get("CacheTableName", ""),
+        "alarm_topic": outputs.get("AlarmTopicArn", ""),
     }
     location = outputs.get("TableLocation", "")
     if location:
@@ -151,6 +155,18 @@ def target_from_outputs(outputs: dict[str, str]) -> dict[str, str]:
         fields["bucket"] = fields["bucket"] or bucket
         fields["location_prefix"] = prefix
     return fields
+
+
+def resolve_trigger(eventbridge: bool, queue_url: str, function: str, stack_trigger: str) -> str:
+    """The mode to check: --eventbridge, else the stack's (a --queue-url or --function only names
+    a resource and never switches a stack's mode), else what the flags imply."""
+    if eventbridge:
+        return EVENTBRIDGE
+    if stack_trigger:
+        return stack_trigger
+    if queue_url:
+        return SQS
+    return S3 if function else ""
 
 
 def stack_finding(stack: StackInfo) -> Finding:
@@ -224,7 +240,10 @@ _OPERATORS: dict[str, tuple[bool, bool]] = {  # name -> (wildcards, negated)
     "stringnotlike": (True, True),
     "arnnotequals": (True, True),
     "arnnotlike": (True, True),
+    "bool": (False, False),  # "true"/"false", compared as IAM does: case-insensitively
 }
+# Services deliver to queues and topics over HTTPS, so a TLS-only Deny never refuses them.
+_SERVICE_CONTEXT = {"aws:securetransport": "true"}
 
 
 def _condition_holds(operator: str, key: str, values: list[Any], context: dict[str, str]) -> bool | None:
@@ -235,7 +254,7 @@ def _condition_holds(operator: str, key: str, values: list[Any], context: dict[s
         return None
     wildcards, negated = _OPERATORS[name]
     actual = context[key.lower()]
-    ignore_case = name == "stringequalsignorecase"
+    ignore_case = name in ("stringequalsignorecase", "bool")
     matched = any(
         _glob(str(v), actual, ignore_case)
         if wildcards
@@ -352,23 +371,6 @@ def notification_rules(config: dict[str, Any]) -> list[NotificationRule]:
     return rules
 
 
-# S3 object key naming: "safe characters" are letters, digits and ! - _ . * ' ( ) (and / as the
-# folder separator). S3 documents that special characters in a filter value must be written
-# URL-encoded ("Configuring event notifications using object key name filtering"): a literal
-# "=" (Hive-compatible folders) never matches; it must be "%3D".
-_SAFE = frozenset(string.ascii_letters + string.digits + "!-_.*'()/%")
-
-
-def unencoded(value: str) -> list[str]:
-    """The characters of a filter value that S3 needs URL-encoded but are written as they are."""
-    return sorted({c for c in value if c not in _SAFE})
-
-
-def encode_filter(value: str) -> str:
-    """A key prefix or suffix as a notification filter value must be written (`=` -> `%3D`)."""
-    return quote(value, safe="/!-_.*'()")
-
-
 def _decoded(value: str) -> str:
     return unquote_plus(value)
 
@@ -410,6 +412,7 @@ def notification_finding(
     kind: str,
     destination: str,
     reaches: Callable[[NotificationRule], bool],
+    name: str = "vpcflow-partitioner",
 ) -> tuple[Finding, NotificationRule | None]:
     """Whether the bucket sends the ObjectCreated events of the table's flow-log keys (those under
     `table_prefix` ending in `suffix`) to `destination` (a queue, or a function in s3 mode), with
@@ -431,7 +434,7 @@ def notification_finding(
                     f"rule {rule.id!r} filters on prefix {rule.prefix!r} suffix {rule.suffix!r} with "
                     f"{chars} written as is: S3 needs special characters URL-encoded in filter values, so "
                     "this rule never matches",
-                    _rule_fix(bucket, kind, destination, _decoded(rule.prefix), suffix, rule.id),
+                    _rule_fix(bucket, kind, destination, _decoded(rule.prefix), suffix, name, rule.id),
                 )
             )
             continue
@@ -505,7 +508,10 @@ def notification_finding(
                 WARN,
                 f"rules to {destination} cover only the prefixes {narrow} of {where}: flow logs elsewhere "
                 "under the table never notify",
-                _rule_fix(bucket, kind, destination, notify_prefix, suffix),
+                # in place of the narrow rules: S3 refuses a rule overlapping them
+                _rule_fix(
+                    bucket, kind, destination, notify_prefix, suffix, name, ", ".join(r.id for r in partial)
+                ),
             )
         )
     elif not any(p.state == FAIL for p in problems):
@@ -514,26 +520,30 @@ def notification_finding(
                 "notification",
                 FAIL,
                 f"no ObjectCreated rule of bucket {bucket} sends {where} to {destination}",
-                _rule_fix(bucket, kind, destination, notify_prefix, suffix),
+                _rule_fix(bucket, kind, destination, notify_prefix, suffix, name),
             )
         )
     return combine("notification", problems, ""), None
 
 
-def _rule_fix(bucket: str, kind: str, destination: str, prefix: str, suffix: str, replaces: str = "") -> str:
+def _rule_fix(
+    bucket: str, kind: str, destination: str, prefix: str, suffix: str, name: str, replaces: str = ""
+) -> str:
     section, arn_key = {
         "queue": ("QueueConfigurations", "QueueArn"),
         "lambda": ("LambdaFunctionConfigurations", "LambdaFunctionArn"),
     }[kind]
     rule = {
-        "Id": f"vpcflow-partitioner{suffix.replace('.', '-')}",
+        "Id": rule_id(name, suffix),
         arn_key: destination,
         "Events": [_CREATED_ALL],
         "Filter": {
             "Key": {
                 "FilterRules": [
-                    {"Name": "prefix", "Value": encode_filter(prefix)},
-                    {"Name": "suffix", "Value": encode_filter(suffix)},
+                    {"Name": key, "Value": value}
+                    for filters in notification_filters(prefix)
+                    if filters["suffix"] == suffix
+                    for key, value in filters.items()
                 ]
             }
         },
@@ -628,7 +638,7 @@ def check_table(glue: Any, target: Target, facts: Facts) -> Finding:
             return Finding(
                 "table",
                 FAIL,
-                f"table {name} does not exist: {_message(exc)}",
+                f"table {name} does not exist: {error_message(exc)}",
                 f"redeploy the stack with createTable=true, or {init}",
             )
         raise
@@ -700,6 +710,7 @@ def check_notification(s3: Any, sns: Any, target: Target, facts: Facts) -> Findi
             kind="lambda",
             destination=function,
             reaches=lambda r: r.kind == "lambda" and _function_name(r.destination) == wanted,
+            name=target.stack or "vpcflow-partitioner",
         )
         return finding
     subscribed: dict[str, bool] = {}
@@ -720,6 +731,7 @@ def check_notification(s3: Any, sns: Any, target: Target, facts: Facts) -> Findi
         kind="queue",
         destination=facts.queue_arn,
         reaches=reaches,
+        name=target.stack or "vpcflow-partitioner",
     )
     if rule is not None and rule.kind == "topic":
         facts.topic_arn = rule.destination
@@ -758,7 +770,7 @@ def example_keys(scheme: Scheme, moment: datetime) -> list[str]:
 
 
 def s3_event(
-    bucket: str, key: str, account: str, region: str, reason: str, moment: datetime
+    bucket: str, key: str, account: str, region: str, reason: str, moment: datetime, partition: str = "aws"
 ) -> dict[str, Any]:
     """An EventBridge `Object Created` event as S3 sends it (keys are not URL-encoded there)."""
     return {
@@ -769,7 +781,7 @@ def s3_event(
         "account": account,
         "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": region,
-        "resources": [f"arn:aws:s3:::{bucket}"],
+        "resources": [f"arn:{partition}:s3:::{bucket}"],
         "detail": {
             "version": "0",
             "bucket": {"name": bucket},
@@ -841,13 +853,7 @@ def check_rule(events: Any, target: Target, facts: Facts, now: float) -> Finding
     pattern = rule.get("EventPattern")
     moment = datetime.fromtimestamp(now, tz=UTC)
     keys = example_keys(scheme, moment)
-    wanted = json.dumps(
-        {
-            "source": ["aws.s3"],
-            "detail-type": ["Object Created"],
-            "detail": {"bucket": {"name": [scheme.bucket]}, "object": {"key": [{"prefix": scheme.prefix}]}},
-        }
-    )
+    wanted = json.dumps(event_pattern(scheme.bucket, scheme.prefix))
     pattern_fix = f"aws events put-rule --name {name} --event-pattern '{wanted}' (EventBridge keys are not URL-encoded: '=' stays '=')"
     if not pattern:
         problems.append(
@@ -858,7 +864,7 @@ def check_rule(events: Any, target: Target, facts: Facts, now: float) -> Finding
         region = events.meta.region_name
         for key in keys:
             for reason, state in (("PutObject", FAIL), ("CompleteMultipartUpload", WARN)):
-                event = s3_event(scheme.bucket, key, account, region, reason, moment)
+                event = s3_event(scheme.bucket, key, account, region, reason, moment, facts.partition)
                 matched = events.test_event_pattern(EventPattern=pattern, Event=json.dumps(event)).get(
                     "Result"
                 )
@@ -911,7 +917,7 @@ def check_queue_policy(facts: Facts, target: Target) -> Finding:
     policy = _policy(facts.queue_attributes.get("Policy"))
     principal, source, conditions = _sender(target, facts)
     # The stack deploys in the bucket's account, next to the queue: the queue's account is the bucket's.
-    context = {"aws:sourceaccount": facts.account} if facts.account else {}
+    context = _SERVICE_CONTEXT | ({"aws:sourceaccount": facts.account} if facts.account else {})
     if source:
         context["aws:sourcearn"] = source
     request = Request(principal, ("sqs:SendMessage",), facts.queue_arn, context)
@@ -978,7 +984,8 @@ def check_topic_policy(sns: Any, facts: Facts) -> Finding:
     assert facts.scheme is not None
     attributes = sns.get_topic_attributes(TopicArn=facts.topic_arn)["Attributes"]
     bucket_arn = f"arn:{facts.partition}:s3:::{facts.scheme.bucket}"
-    context = {"aws:sourcearn": bucket_arn} | ({"aws:sourceaccount": facts.account} if facts.account else {})
+    context = _SERVICE_CONTEXT | {"aws:sourcearn": bucket_arn}
+    context |= {"aws:sourceaccount": facts.account} if facts.account else {}
     request = Request("s3.amazonaws.com", ("sns:Publish",), facts.topic_arn, context)
     policy = _policy(attributes.get("Policy"))
     verdict = evaluate_policy(policy, request)
@@ -1324,7 +1331,8 @@ def check_function_permission(lambda_: Any, target: Target, facts: Facts) -> Fin
         if error_code(exc) != "ResourceNotFoundException":
             raise
         policy = None
-    context = {"aws:sourcearn": bucket_arn} | ({"aws:sourceaccount": facts.account} if facts.account else {})
+    context = _SERVICE_CONTEXT | {"aws:sourcearn": bucket_arn}
+    context |= {"aws:sourceaccount": facts.account} if facts.account else {}
     request = Request("s3.amazonaws.com", ("lambda:InvokeFunction",), facts.function_arn, context)
     verdict = evaluate_policy(policy, request)
     problems = []
@@ -1380,7 +1388,21 @@ def check_dlq(sqs: Any, cloudwatch: Any, facts: Facts, now: float) -> Finding:
     hidden = int(attributes.get("ApproximateNumberOfMessagesNotVisible") or 0)
     if not depth and not hidden:
         return Finding("dlq", OK, f"{_queue_name(url)} is empty")
-    age = "unknown (no CloudWatch datapoint in the last hour)"
+    _, age = oldest_message_age(cloudwatch, url, now)
+    count = f"{depth} {'message' if depth == 1 else 'messages'}" + (
+        f" (+{hidden} in flight)" if hidden else ""
+    )
+    return Finding(
+        "dlq",
+        FAIL,
+        f"{_queue_name(url)} holds {count}; the oldest is {age}: events that gave up",
+        f"fix the cause (the other checks, the function's logs), then vpcflow-partitioner replay --queue-url {url}",
+    )
+
+
+def oldest_message_age(cloudwatch: Any, url: str, now: float) -> tuple[float | None, str]:
+    """The age of a queue's oldest message in seconds (None: not known) and how to say it:
+    CloudWatch's ApproximateAgeOfOldestMessage of the last hour, never guessed."""
     try:
         end = datetime.fromtimestamp(now, tz=UTC)
         points = (
@@ -1395,20 +1417,96 @@ def check_dlq(sqs: Any, cloudwatch: Any, facts: Facts, now: float) -> Finding:
             ).get("Datapoints")
             or []
         )
-        if points:
-            latest = max(points, key=lambda p: p["Timestamp"])
-            age = f"{_duration(float(latest['Maximum']))} (CloudWatch, {latest['Timestamp']:%H:%M} UTC)"
     except ClientError as exc:
-        age = f"unknown (CloudWatch: {error_code(exc)})"
-    count = f"{depth} {'message' if depth == 1 else 'messages'}" + (
-        f" (+{hidden} in flight)" if hidden else ""
+        return None, f"unknown (CloudWatch: {error_code(exc)})"
+    if not points:
+        return None, "unknown (no CloudWatch datapoint in the last hour)"
+    latest = max(points, key=lambda p: p["Timestamp"])
+    seconds = float(latest["Maximum"])
+    return seconds, f"{_duration(seconds)} (CloudWatch, {latest['Timestamp']:%H:%M} UTC)"
+
+
+# The stack's queue-age alarm fires past this (param queueAgeAlarmSeconds): polling has stopped
+# or the function fails, and a message waiting longer than the queue's retention is lost unseen.
+BACKLOG_SECONDS = 3600
+
+
+def check_backlog(cloudwatch: Any, facts: Facts, target: Target, now: float) -> Finding:
+    """The events queue is drained: its oldest message is younger than BACKLOG_SECONDS."""
+    assert facts.queue_attributes is not None
+    attributes = facts.queue_attributes
+    url = target.queue_url or facts.queue_arn
+    depth = int(attributes.get("ApproximateNumberOfMessages") or 0)
+    retention = int(attributes.get("MessageRetentionPeriod") or 0)
+    if not depth:
+        return Finding("backlog", OK, "no message waits in the events queue")
+    seconds, age = oldest_message_age(cloudwatch, url, now)
+    waiting = (
+        f"{depth} {'message waits' if depth == 1 else 'messages wait'} in the events queue, the oldest {age}"
     )
-    return Finding(
-        "dlq",
-        FAIL,
-        f"{_queue_name(url)} holds {count}; the oldest is {age}: events that gave up",
-        f"fix the cause (the other checks, the function's logs), then vpcflow-partitioner replay --queue-url {url}",
-    )
+    if seconds is not None and seconds > BACKLOG_SECONDS:
+        expiry = f"; messages expire unseen after {_duration(retention)}" if retention else ""
+        return Finding(
+            "backlog",
+            FAIL,
+            f"{waiting}: nothing is draining it{expiry}",
+            "see the event source mapping and function checks (disabled, throttled to 0, failing), "
+            f"and the function's logs; aws sqs get-queue-attributes --queue-url {url} --attribute-names All",
+        )
+    return Finding("backlog", OK, waiting)
+
+
+def check_alarms(cloudwatch: Any, sns: Any, target: Target, topic_arn: str) -> Finding:
+    """The stack's alarms act, and their topic has someone who reads it."""
+    prefix = f"{target.stack}-"
+    alarms = [
+        alarm
+        for page in cloudwatch.get_paginator("describe_alarms").paginate(AlarmNamePrefix=prefix)
+        for alarm in page.get("MetricAlarms") or []
+    ]
+    problems = []
+    silent = [a["AlarmName"] for a in alarms if not a.get("ActionsEnabled") or not a.get("AlarmActions")]
+    if not alarms:
+        problems.append(
+            Finding("alarms", WARN, f"no CloudWatch alarm is named {prefix}*", "redeploy the stack")
+        )
+    elif silent:
+        problems.append(
+            Finding(
+                "alarms",
+                FAIL,
+                f"{', '.join(silent)} notify nobody (actions disabled or none)",
+                f"aws cloudwatch enable-alarm-actions --alarm-names {' '.join(silent)} (or redeploy the stack)",
+            )
+        )
+    topics = {topic_arn} if topic_arn else set()
+    topics |= {a for alarm in alarms for a in alarm.get("AlarmActions") or [] if ":sns:" in a}
+    for topic in sorted(topics):
+        subscriptions = [
+            s
+            for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic)
+            for s in page.get("Subscriptions") or []
+        ]
+        confirmed = [s for s in subscriptions if str(s.get("SubscriptionArn", "")).startswith("arn:")]
+        subscribe = (
+            f"aws sns subscribe --topic-arn {topic} --protocol email --notification-endpoint you@example.com "
+            "(then click the link SNS mails), or deploy with --param=alarmEmail=you@example.com"
+        )
+        if not subscriptions:
+            problems.append(
+                Finding("alarms", WARN, f"nobody subscribes to {topic}: alarms reach no one", subscribe)
+            )
+        elif not confirmed:
+            problems.append(
+                Finding(
+                    "alarms",
+                    WARN,
+                    f"every subscription to {topic} is pending confirmation: alarms reach no one yet",
+                    "click the confirmation link SNS mailed (or subscribe again)",
+                )
+            )
+    count = f"{len(alarms)} {'alarm' if len(alarms) == 1 else 'alarms'}"
+    return combine("alarms", problems, f"{count} act; {', '.join(sorted(topics)) or 'no topic'} is read")
 
 
 def _duration(seconds: float) -> str:
@@ -1459,7 +1557,13 @@ def check_lake_formation(lakeformation: Any, target: Target, facts: Facts) -> Fi
         )
     ids = {"CatalogId": target.catalog_id} if target.catalog_id else {}
     resource = {"Table": {"DatabaseName": target.database, "Name": target.table} | ids}
-    grants = _lf_list(lakeformation, ids, Resource=resource, IncludeRelated="TRUE")
+    grants = _pages(
+        lakeformation.list_permissions,
+        "PrincipalResourcePermissions",
+        **ids,
+        Resource=resource,
+        IncludeRelated="TRUE",
+    )
     gaps = lake_formation_gaps(grants, role)
     problems = []
     if gaps:
@@ -1478,13 +1582,13 @@ def check_lake_formation(lakeformation: Any, target: Target, facts: Facts) -> Fi
         location = f"arn:{facts.partition}:s3:::{facts.scheme.bucket}/{facts.scheme.prefix}"
     registered = [
         str(r.get("ResourceArn", ""))
-        for r in _lf_resources(lakeformation)
+        for r in _pages(lakeformation.list_resources, "ResourceInfoList")
         if location.rstrip("/").startswith(str(r.get("ResourceArn", "")).rstrip("/"))
     ]
     if registered:
         arn = max(registered, key=len)
         data = {"DataLocation": {"ResourceArn": arn} | ids}
-        holders = _lf_list(lakeformation, ids, Resource=data)
+        holders = _pages(lakeformation.list_permissions, "PrincipalResourcePermissions", **ids, Resource=data)
         if not any(
             (g.get("Principal") or {}).get("DataLakePrincipalIdentifier") == role
             and {"DATA_LOCATION_ACCESS", "ALL"} & set(g.get("Permissions") or [])
@@ -1504,26 +1608,16 @@ def check_lake_formation(lakeformation: Any, target: Target, facts: Facts) -> Fi
     )
 
 
-def _lf_list(lakeformation: Any, ids: dict[str, str], **kwargs: Any) -> list[dict[str, Any]]:
-    grants: list[dict[str, Any]] = []
+def _pages(call: Callable[..., dict[str, Any]], items: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item of a NextToken-paged Lake Formation list (boto3 has no paginator for these)."""
+    out: list[dict[str, Any]] = []
     token = ""
     while True:
-        page = lakeformation.list_permissions(**ids, **kwargs, **({"NextToken": token} if token else {}))
-        grants.extend(page.get("PrincipalResourcePermissions") or [])
+        page = call(**kwargs, **({"NextToken": token} if token else {}))
+        out.extend(page.get(items) or [])
         token = page.get("NextToken") or ""
         if not token:
-            return grants
-
-
-def _lf_resources(lakeformation: Any) -> list[dict[str, Any]]:
-    resources: list[dict[str, Any]] = []
-    token = ""
-    while True:
-        page = lakeformation.list_resources(**({"NextToken": token} if token else {}))
-        resources.extend(page.get("ResourceInfoList") or [])
-        token = page.get("NextToken") or ""
-        if not token:
-            return resources
+            return out
 
 
 def check_schedule(lambda_: Any, events: Any, name: str) -> Finding:
@@ -1650,7 +1744,7 @@ def fresh_folders(
             calls.append(1)
             for item in response.get("Contents") or []:
                 obj = parse_key(item["Key"])
-                if obj is None or obj.nested or _leaf(obj, scheme.deepest_level) != folder:
+                if obj is None or obj.nested or leaf_folder(obj, scheme.deepest_level) != folder:
                     continue
                 modified = item["LastModified"]
                 first = modified if first is None else min(first, modified)
@@ -1678,13 +1772,6 @@ def _folder_end(obj: FlowLogObject, level: str) -> float:
     if level == "hour" and obj.hour is not None:
         return (start + timedelta(hours=int(obj.hour) + 1)).timestamp()
     return (start + timedelta(days=1)).timestamp()
-
-
-def _leaf(obj: FlowLogObject, level: str) -> str | None:
-    try:
-        return obj.folder(level)
-    except ValueError:
-        return None
 
 
 # The links an object passes on its way to a partition, in order: the first that failed is the
@@ -1894,10 +1981,6 @@ def check_columns(s3: Any, facts: Facts, folders: list[FreshFolder], target: Tar
 # ---------------------------------------------------------------- the run
 
 
-def _message(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Message", ""))
-
-
 _DENIED = (
     "AccessDenied",
     "AccessDeniedException",
@@ -1912,7 +1995,7 @@ def _guard(check: str, run: Callable[[], Finding]) -> Finding:
     an unreachable endpoint stop the whole run (one line, as in every command)."""
     try:
         return run()
-    except (NoCredentialsError, NoRegionError, EndpointConnectionError):
+    except (NoCredentialsError, NoRegionError, EndpointConnectionError, ProfileNotFound, InvalidRegionError):
         raise
     except ClientError as exc:
         code = error_code(exc)
@@ -1921,10 +2004,10 @@ def _guard(check: str, run: Callable[[], Finding]) -> Finding:
             return Finding(
                 check,
                 ERROR,
-                f"could not check: {operation} denied ({_message(exc)})",
+                f"could not check: {operation} denied ({error_message(exc)})",
                 f"give the doctor's principal permission for {operation}",
             )
-        return Finding(check, ERROR, f"could not check: {operation}: {code}: {_message(exc)}")
+        return Finding(check, ERROR, f"could not check: {operation}: {code}: {error_message(exc)}")
     except (BotoCoreError, ConfigurationError, TransientError, FormatError) as exc:
         return Finding(check, ERROR, f"could not check: {exc}")
 
@@ -2002,6 +2085,7 @@ def run_doctor(client: Client, target: Target, now: float, stack: StackInfo | No
         add(_guard("queue policy", lambda: check_queue_policy(facts, target)))
         add(_guard("queue encryption", lambda: check_queue_encryption(client("kms"), facts, target)))
         add(_guard("queue", lambda: check_queue(facts, target)))
+        add(_guard("backlog", lambda: check_backlog(client("cloudwatch"), facts, target, now)))
     if mapping is not None:
         add(mapping)
     if function is not None:
@@ -2037,6 +2121,13 @@ def run_doctor(client: Client, target: Target, now: float, stack: StackInfo | No
     )
     if cache:
         add(_guard("cache", lambda: check_cache(client("dynamodb"), cache)))
+    if target.stack:
+        add(
+            _guard(
+                "alarms",
+                lambda: check_alarms(client("cloudwatch"), client("sns"), target, target.alarm_topic),
+            )
+        )
 
     if facts.scheme is None:
         add(_needs("freshness", table))
