@@ -387,6 +387,7 @@ def test_a_healthy_sqs_deployment_is_all_ok(env: None, capsys: pytest.CaptureFix
         "function": "ok",
         "dlq": "ok",
         "lake formation": "ok",
+        "partition index": "ok",
         "freshness": "ok",
         "columns": "ok",
     }
@@ -402,11 +403,11 @@ def test_table_output_is_one_line_per_check_and_a_summary(
     client("lambda").update_event_source_mapping(UUID=d.mapping, Enabled=False)
     assert main(d.args()) == 3
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 13  # 12 checks and the summary
+    assert len(lines) == 14  # 13 checks and the summary
     failing = [line for line in lines if line.startswith("FAIL")]
     assert len(failing) == 1 and "event source mapping" in failing[0]
     assert f"fix: aws lambda update-event-source-mapping --uuid {d.mapping} --enabled" in failing[0]
-    assert lines[-1] == f"doctor {DATABASE}.{TABLE}: 11 ok, 0 warn, 1 fail, 0 error"
+    assert lines[-1] == f"doctor {DATABASE}.{TABLE}: 12 ok, 0 warn, 1 fail, 0 error"
 
 
 def test_the_function_and_dlq_are_found_from_the_queue(env: None, capsys: pytest.CaptureFixture[str]) -> None:
@@ -802,6 +803,22 @@ def test_an_events_queue_nobody_drains_fails(env: None, capsys: pytest.CaptureFi
     assert backlog["state"] == "fail", backlog
     assert "1 message waits in the events queue, the oldest 2.0 h (CloudWatch" in backlog["detail"]
     assert "nothing is draining it; messages expire unseen after" in backlog["detail"]
+
+
+def test_a_large_table_without_a_partition_index_warns(
+    env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = deploy()  # 2 partitions
+    monkeypatch.setattr(doctor, "INDEX_ADVICE_PARTITIONS", 2)
+    code, findings = run(capsys, d.args())
+    assert findings["partition index"]["detail"] == "2 partitions: no index needed yet (it pays off past 2)"
+    monkeypatch.setattr(doctor, "INDEX_ADVICE_PARTITIONS", 1)
+    code, findings = run(capsys, d.args())
+    warning = findings["partition index"]
+    assert code == 0 and warning["state"] == "warn"
+    assert "more than 1 partitions and no partition index" in warning["detail"]
+    assert "--partition-index 'Keys=year,month,day,IndexName=vpcflow_partitioner_date'" in warning["fix"]
+    assert "'partition_filtering.enabled'='true'" in warning["fix"]
 
 
 # ---------------------------------------------------------------- freshness and columns

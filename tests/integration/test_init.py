@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 from typing import Any
 
 import pyarrow as pa
@@ -170,3 +171,130 @@ def test_dry_run_creates_nothing_and_says_what_it_would(world: None, capsys: Any
     assert init() == 0
     assert "database flowlogs: created" in capsys.readouterr().out
     assert init("--dry-run") == 0  # in step: nothing to do
+
+
+class _Http:
+    status_code = 200
+    headers: dict[str, str] = {}
+    content = b""
+    raw = None
+
+
+@pytest.fixture
+def glue_indexes(world: None) -> dict[str, Any]:
+    """Glue's partition indexes, which moto does not keep: CreateTable's PartitionIndexes and
+    CreatePartitionIndex add to this store, GetPartitionIndexes reads it. Requests are kept."""
+    store: dict[str, Any] = {"indexes": [], "requests": []}
+
+    def create_table(params: dict[str, Any], **_: Any) -> None:
+        for index in json.loads(params["body"]).get("PartitionIndexes") or []:
+            store["requests"].append(("CreateTable", index))
+            store["indexes"].append(
+                {"IndexName": index["IndexName"], "Keys": [{"Name": k} for k in index["Keys"]]}
+            )
+
+    def create_index(params: dict[str, Any], **_: Any) -> Any:
+        index = json.loads(params["body"])["PartitionIndex"]
+        store["requests"].append(("CreatePartitionIndex", index))
+        store["indexes"].append(
+            {"IndexName": index["IndexName"], "Keys": [{"Name": k} for k in index["Keys"]]}
+        )
+        return _Http(), {"ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    def get_indexes(params: dict[str, Any], **_: Any) -> Any:
+        listed = [i | {"IndexStatus": "ACTIVE"} for i in store["indexes"]]
+        return _Http(), {"PartitionIndexDescriptorList": listed, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    events = glue().meta.events
+    events.register_first("before-call.glue.CreateTable", create_table)
+    events.register_first("before-call.glue.CreatePartitionIndex", create_index)
+    events.register_first("before-call.glue.GetPartitionIndexes", get_indexes)
+    return store
+
+
+def filtering() -> str | None:
+    return (
+        glue()
+        .get_table(DatabaseName=DB, Name=TABLE)["Table"]
+        .get("Parameters", {})
+        .get("partition_filtering.enabled")
+    )
+
+
+def test_a_new_table_gets_its_date_index_in_the_same_create(
+    glue_indexes: dict[str, Any], capsys: Any
+) -> None:
+    assert (
+        init("--multi-account", "--location", f"s3://{BUCKET}/AWSLogs/", "--partition-index", "--dry-run")
+        == 3
+    )
+    assert "would create" in capsys.readouterr().out and glue_indexes["requests"] == []
+    assert init("--multi-account", "--location", f"s3://{BUCKET}/AWSLogs/", "--partition-index") == 0
+    out = capsys.readouterr().out
+    assert (
+        "partition index vpcflow_partitioner_date (year, month, day) and partition_filtering.enabled: created"
+        in out
+    )
+    assert glue_indexes["requests"] == [
+        ("CreateTable", {"Keys": ["year", "month", "day"], "IndexName": "vpcflow_partitioner_date"})
+    ]
+    assert filtering() == "true"
+    # Again: present, nothing asked of Glue, exit 0; and an update of the columns keeps filtering on.
+    assert init("--multi-account", "--location", f"s3://{BUCKET}/AWSLogs/", "--partition-index") == 0
+    assert ": present" in capsys.readouterr().out and len(glue_indexes["requests"]) == 1
+    wider = format_string(FIELDS[:20])
+    args = [
+        "--multi-account",
+        "--location",
+        f"s3://{BUCKET}/AWSLogs/",
+        "--format",
+        wider,
+        "--update",
+        "--yes",
+    ]
+    assert init(*args) == 0
+    assert filtering() == "true" and len(columns_of()) == 20
+
+
+def test_an_existing_table_gets_the_index_without_update_and_keeps_its_partitions(
+    glue_indexes: dict[str, Any], capsys: Any
+) -> None:
+    assert init() == 0  # the classic table: PARTITIONED BY (date date)
+    handlers.on_object_created(load_event("sqs_s3.json"))
+    before = partitions(glue(), DB, TABLE)
+    assert init("--partition-index", "--dry-run") == 3
+    assert "would create" in capsys.readouterr().out and filtering() is None
+    assert init("--partition-index") == 0  # additive: no --update, no question
+    assert glue_indexes["requests"] == [
+        ("CreatePartitionIndex", {"Keys": ["date"], "IndexName": "vpcflow_partitioner_date"})
+    ]
+    assert filtering() == "true" and partitions(glue(), DB, TABLE) == before
+    assert columns_of()[7] == ("protocol", "bigint")  # the rest of the table untouched
+
+
+def test_a_table_with_three_indexes_is_refused_in_one_line(glue_indexes: dict[str, Any], capsys: Any) -> None:
+    assert init() == 0
+    # three other indexes (keys this table does not have: only their number matters here)
+    glue_indexes["indexes"] += [{"IndexName": f"other{i}", "Keys": [{"Name": f"k{i}"}]} for i in range(3)]
+    capsys.readouterr()
+    assert init("--partition-index") == 2
+    err = capsys.readouterr().err
+    assert "has 3 partition indexes, Glue's maximum" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_index_on_the_same_keys_under_another_name_is_enough(
+    glue_indexes: dict[str, Any], capsys: Any
+) -> None:
+    assert init() == 0
+    glue_indexes["indexes"].append({"IndexName": "by_day", "Keys": [{"Name": "date"}]})
+    assert init("--partition-index") == 0  # switches filtering on, creates nothing
+    assert glue_indexes["requests"] == [] and filtering() == "true"
+    assert ": created" in capsys.readouterr().out
+
+
+def test_print_ddl_gives_the_index_command_and_the_table_property(world: None, capsys: Any) -> None:
+    assert init("--hive", "--location", f"s3://{BUCKET}/AWSLogs/", "--print-ddl", "--partition-index") == 0
+    out = capsys.readouterr().out
+    assert "--partition-index 'Keys=year,month,day,IndexName=vpcflow_partitioner_date'" in out
+    assert f"ALTER TABLE `{DB}`.`{TABLE}` SET TBLPROPERTIES ('partition_filtering.enabled'='true');" in out
+    assert glue().get_databases()["DatabaseList"] == []  # printed, not done

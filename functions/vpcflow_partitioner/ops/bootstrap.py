@@ -14,7 +14,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..errors import TransientError, classify
 from ..formats import Field, FormatError, TableSpec, fields_from_columns, parse_header
 from ..scheme import TableRef, split_location
-from .tables import TableWriter, database_exists, ensure_database
+from .tables import (
+    FILTERING,
+    INDEX_NAME,
+    MAX_INDEXES,
+    TableWriter,
+    database_exists,
+    date_index_keys,
+    ensure_database,
+)
 
 # A text file's header line is far shorter than this; gzip needs only the head to inflate it.
 _HEAD_BYTES = 64 * 1024
@@ -29,6 +37,14 @@ class InitPlan:
     table_exists: bool
     differences: list[str] = field(default_factory=list)
     partitions: int = 0  # existing partitions an update rewrites (counted only when it differs)
+    index_keys: list[str] = field(default_factory=list)  # the partition index to create ([]: none)
+    index: str = ""  # "" not asked, "present", "create"
+    filtering: bool = False  # the table has partition_filtering.enabled = true (kept by updates)
+
+    @property
+    def filtering_to_set(self) -> bool:
+        """Whether the table property must be switched on (it goes with the index)."""
+        return bool(self.index) and not self.filtering
 
     @property
     def action(self) -> str:
@@ -38,17 +54,34 @@ class InitPlan:
         return "update" if self.differences else "none"
 
 
-def plan_init(glue: Any, spec: TableSpec, catalog_id: str = "") -> InitPlan:
-    """Compare the catalog with the table `spec` describes; change nothing."""
+def plan_init(glue: Any, spec: TableSpec, catalog_id: str = "", partition_index: bool = False) -> InitPlan:
+    """Compare the catalog with the table `spec` describes (and, with `partition_index`, its
+    date index); change nothing."""
     writer = TableWriter(glue, TableRef(catalog_id, spec.database, spec.name))
+    wanted = spec.table_input() | {"DatabaseName": spec.database}
+    keys = date_index_keys(wanted) if partition_index else []
+    index = "create" if partition_index else ""
     if not database_exists(glue, spec.database, catalog_id):
-        return InitPlan(database_exists=False, table_exists=False)
+        return InitPlan(database_exists=False, table_exists=False, index_keys=keys, index=index)
     existing = writer.find()
     if existing is None:
-        return InitPlan(database_exists=True, table_exists=False)
+        return InitPlan(database_exists=True, table_exists=False, index_keys=keys, index=index)
     plan = InitPlan(True, True, differences(existing, spec.table_input()))
+    plan.filtering = (existing.get("Parameters") or {}).get(FILTERING, "").lower() == "true"
     if plan.differences:
         plan.partitions = writer.count_partitions()
+    if partition_index:
+        indexes = writer.partition_indexes()
+        plan.index_keys, plan.index = keys, index
+        if any(
+            [k if isinstance(k, str) else k["Name"] for k in i.get("Keys") or []] == keys for i in indexes
+        ):
+            plan.index = "present"
+        elif len(indexes) >= MAX_INDEXES:
+            raise FormatError(
+                f"{spec.database}.{spec.name} has {len(indexes)} partition indexes, Glue's maximum: "
+                f"delete one (aws glue delete-partition-index) to add {INDEX_NAME}"
+            )
     return plan
 
 
@@ -63,15 +96,45 @@ def apply_init(glue: Any, spec: TableSpec, plan: InitPlan, catalog_id: str = "")
             "create a table under another name"
         )
     writer = TableWriter(glue, TableRef(catalog_id, spec.database, spec.name))
+    table_input = spec.table_input()
+    if plan.filtering or plan.index:
+        # An update keeps partition filtering on; the index asks for it.
+        table_input["Parameters"] = table_input["Parameters"] | {FILTERING: "true"}
     if not plan.database_exists:
         ensure_database(glue, spec.database, catalog_id)
     if not plan.table_exists:
-        writer.create(spec.table_input())
+        writer.create(table_input, plan.index_keys if plan.index == "create" else None)
         return 0
     if not plan.differences:
         return 0
-    writer.update(spec.table_input())
+    writer.update(table_input)
     return writer.update_partitions(spec.storage_descriptor())
+
+
+def apply_index(glue: Any, spec: TableSpec, plan: InitPlan, catalog_id: str = "") -> bool:
+    """On an existing table: create the date index and switch partition filtering on, as the
+    plan says (additive: no partition is rewritten). True when anything changed."""
+    if not plan.table_exists or not plan.index:
+        return False
+    writer = TableWriter(glue, TableRef(catalog_id, spec.database, spec.name))
+    if plan.index == "create":
+        writer.create_partition_index(plan.index_keys)
+    existing = writer.find() or {}
+    parameters = existing.get("Parameters") or {}
+    if parameters.get(FILTERING, "").lower() != "true":
+        writer.update(_as_input(existing) | {"Parameters": parameters | {FILTERING: "true"}})
+    return plan.index == "create" or plan.filtering_to_set
+
+
+# What UpdateTable takes back of a GetTable answer (the rest is read-only).
+_TABLE_INPUT_FIELDS = (
+    "Name", "Description", "Owner", "Retention", "StorageDescriptor", "PartitionKeys",
+    "ViewOriginalText", "ViewExpandedText", "TableType", "Parameters",
+)  # fmt: skip
+
+
+def _as_input(table: dict[str, Any]) -> dict[str, Any]:
+    return {k: table[k] for k in _TABLE_INPUT_FIELDS if k in table}
 
 
 def differences(existing: dict[str, Any], wanted: dict[str, Any]) -> list[str]:

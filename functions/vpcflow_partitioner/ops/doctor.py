@@ -31,11 +31,12 @@ from ..catalog import Catalog
 from ..errors import TransientError, error_code, error_message
 from ..formats import FormatError
 from ..keys import FlowLogObject, parse_key
-from ..scheme import ConfigurationError, PartitionSpec, Scheme, same_folder, split_location
+from ..scheme import ConfigurationError, PartitionSpec, Scheme, TableRef, same_folder, split_location
 from ..sources import DateRange, FolderWalk, leaf_folder
 from .bootstrap import read_object_fields
 from .routing import event_pattern, notification_filters, rule_id, unencoded
 from .synthetic import object_key
+from .tables import FILTERING, INDEX_NAME, TableWriter, date_index_keys
 
 OK, WARN, FAIL, ERROR = "ok", "warn", "fail", "error"
 _RANK = {OK: 0, WARN: 1, ERROR: 2, FAIL: 3}
@@ -1509,6 +1510,57 @@ def check_alarms(cloudwatch: Any, sns: Any, target: Target, topic_arn: str) -> F
     return combine("alarms", problems, f"{count} act; {', '.join(sorted(topics)) or 'no topic'} is read")
 
 
+# Past this many partitions, Athena's planning time grows with a table it must load whole: a
+# partition index lets it fetch one day's partitions instead ("Creating partition indexes").
+INDEX_ADVICE_PARTITIONS = 100_000
+
+
+def check_partition_index(glue: Any, target: Target, facts: Facts) -> Finding:
+    """A table past INDEX_ADVICE_PARTITIONS partitions has a partition index Athena uses."""
+    assert facts.table is not None and facts.scheme is not None
+    ref = facts.scheme.table
+    writer = TableWriter(glue, ref)
+    indexes = writer.partition_indexes()
+    enabled = str((facts.table.get("Parameters") or {}).get(FILTERING, "")).lower() == "true"
+    alter = f"ALTER TABLE `{ref.database}`.`{ref.name}` SET TBLPROPERTIES ('{FILTERING}'='true') (Athena)"
+    if indexes:
+        names = ", ".join(
+            f"{i['IndexName']} ({', '.join(k['Name'] for k in i.get('Keys') or [])}) {i.get('IndexStatus', '')}".rstrip()
+            for i in indexes
+        )
+        if not enabled:
+            return Finding(
+                "partition index",
+                WARN,
+                f"the table has partition indexes {names}, but {FILTERING} is not true: Athena does not use them",
+                alter,
+            )
+        return Finding("partition index", OK, f"{names}, with {FILTERING}")
+    counted = 0
+    for _ in Catalog(glue, ref).partitions(columns=False):
+        counted += 1
+        if counted > INDEX_ADVICE_PARTITIONS:
+            keys = ",".join(date_index_keys(facts.table))
+            return Finding(
+                "partition index",
+                WARN,
+                f"the table has more than {INDEX_ADVICE_PARTITIONS:,} partitions and no partition index: "
+                "Athena loads every partition to plan each query",
+                f"aws glue create-partition-index --database-name {ref.database} --table-name {ref.name} "
+                f"--partition-index 'Keys={keys},IndexName={INDEX_NAME}'{_catalog_flag(ref)}, then {alter}; "
+                "or vpcflow-partitioner init ... --partition-index",
+            )
+    return Finding(
+        "partition index",
+        OK,
+        f"{counted:,} partitions: no index needed yet (it pays off past {INDEX_ADVICE_PARTITIONS:,})",
+    )
+
+
+def _catalog_flag(ref: TableRef) -> str:
+    return f" --catalog-id {ref.catalog_id}" if ref.catalog_id else ""
+
+
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -2109,6 +2161,8 @@ def run_doctor(client: Client, target: Target, now: float, stack: StackInfo | No
     add(dlq)
     if facts.table is not None:
         add(_guard("lake formation", lambda: check_lake_formation(client("lakeformation"), target, facts)))
+        if facts.scheme is not None:
+            add(_guard("partition index", lambda: check_partition_index(client("glue"), target, facts)))
     if target.schedule_function:
         add(
             _guard(

@@ -6,6 +6,7 @@ Only the operator's machine writes tables; the function only reads them, so this
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,36 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..catalog import MAX_SEGMENTS, Catalog, catalog_id_args
 from ..errors import TransientError, classify, error_code
-from ..scheme import TableRef
+from ..scheme import ConfigurationError, Scheme, TableRef
+
+# "Indexes can be created for String (string, char, and varchar), Numeric (int, bigint, long,
+# tinyint, and smallint), and Date (yyyy-MM-dd) column types" (Glue developer guide, "Creating
+# partition indexes"). Athena then fetches only the matching partitions once the table has
+# `partition_filtering.enabled` = true (Athena user guide, "Optimize queries with AWS Glue
+# partition indexing and filtering").
+_INDEXABLE = re.compile(r"^(string|char\(\d+\)|varchar\(\d+\)|int|bigint|long|tinyint|smallint|date)$", re.I)
+INDEX_NAME = "vpcflow_partitioner_date"
+FILTERING = "partition_filtering.enabled"
+MAX_INDEXES = 3  # partition indexes per table (Glue quotas)
+MAX_INDEX_KEYS = 3
+
+
+def date_index_keys(table: dict[str, Any]) -> list[str]:
+    """The keys of the index every flow-log query uses: the date (`date`, or `year`, `month`,
+    `day`), in the table's order. A day's partitions across every account and region are one
+    range of the index; a query naming an account too filters that range."""
+    scheme = Scheme.from_table(table)
+    types = {k["Name"]: k.get("Type", "string") for k in table.get("PartitionKeys") or []}
+    keys = [k.name for k in scheme.keys if k.role in ("date", "year", "month", "day")][:MAX_INDEX_KEYS]
+    if not keys:
+        raise ConfigurationError(f"table {scheme.table} has no date partition key to index")
+    unindexable = [f"{k} {types[k]}" for k in keys if not _INDEXABLE.match(types[k])]
+    if unindexable:
+        raise ConfigurationError(
+            f"table {scheme.table}: Glue cannot index {', '.join(unindexable)} "
+            "(string, char, varchar, int, bigint, long, tinyint, smallint or date only)"
+        )
+    return keys
 
 
 def database_exists(glue: Any, database: str, catalog_id: str = "") -> bool:
@@ -65,9 +95,35 @@ class TableWriter:
         except BotoCoreError as exc:
             raise classify(exc, f"Glue GetTable {self.table}") from exc
 
-    def create(self, table_input: dict[str, Any]) -> None:
+    def create(self, table_input: dict[str, Any], index_keys: list[str] | None = None) -> None:
+        """CreateTable; with `index_keys`, its partition index in the same call."""
+        indexes = {"PartitionIndexes": [{"Keys": index_keys, "IndexName": INDEX_NAME}]} if index_keys else {}
         self._call(
-            "CreateTable", self._glue.create_table, DatabaseName=self.table.database, TableInput=table_input
+            "CreateTable",
+            self._glue.create_table,
+            DatabaseName=self.table.database,
+            TableInput=table_input,
+            **indexes,
+        )
+
+    def partition_indexes(self) -> list[dict[str, Any]]:
+        """The table's partition indexes (name, keys, status)."""
+        try:
+            pages = self._glue.get_paginator("get_partition_indexes").paginate(
+                DatabaseName=self.table.database, TableName=self.table.name, **self._ids
+            )
+            return [i for page in pages for i in page.get("PartitionIndexDescriptorList") or []]
+        except (ClientError, BotoCoreError) as exc:
+            raise classify(exc, f"Glue GetPartitionIndexes {self.table}") from exc
+
+    def create_partition_index(self, keys: list[str]) -> None:
+        """CreatePartitionIndex: Glue builds it from the existing partitions (CREATING, then ACTIVE)."""
+        self._call(
+            "CreatePartitionIndex",
+            self._glue.create_partition_index,
+            DatabaseName=self.table.database,
+            TableName=self.table.name,
+            PartitionIndex={"Keys": keys, "IndexName": INDEX_NAME},
         )
 
     def update(self, table_input: dict[str, Any]) -> None:
