@@ -126,9 +126,14 @@ function validate(p) {
   if (longest.length > 64) {
     bad(`the stage name is too long: function ${longest} has ${longest.length} characters, Lambda allows 64`);
   }
+  // What the stack creates gets a name Athena takes bare; an existing table keeps its name
+  // (Glue cannot rename one; Athena reads a hyphenated name in backticks).
+  const created = { glueDatabase: p.createDatabase === 'true' && p.createTable === 'true', glueTable: p.createTable === 'true' };
   for (const name of ['glueDatabase', 'glueTable']) {
-    if (!/^[a-z0-9_]{1,255}$/.test(p[name])) {
+    if (created[name] && !/^[a-z0-9_]{1,255}$/.test(p[name])) {
       bad(`param ${name} "${p[name]}" must be lowercase letters, digits and underscores (Athena and Glue names)`);
+    } else if (!/^[a-z0-9_-]{1,255}$/.test(p[name])) {
+      bad(`param ${name} "${p[name]}" is not a Glue name as Glue stores it (lowercase letters, digits, _ and -)`);
     }
   }
   if (!RETENTION_DAYS.includes(Number(p.logRetentionDays))) {
@@ -168,7 +173,7 @@ function validate(p) {
     bad('params alarmEmail and alarmTopicArn: alarmEmail subscribes to the topic this stack owns; '
       + 'with your own topic, subscribe the address there and leave alarmEmail empty');
   }
-  if (!p.powertoolsLayerArn && /^(cn|us-gov)-/.test(p.region)) {
+  if (!p.powertoolsLayerArn && /^(cn|us-gov|us-iso[a-z]*|[a-z]+-iso[a-z]*)-/.test(p.region)) {
     // Powertools publishes its layer there under other accounts and version numbers, and
     // documents its SSM parameters for the commercial regions only: no guessing.
     bad(`param powertoolsLayerArn is required in ${p.region}: the arm64 python3.12 layer ARN that `
@@ -613,7 +618,6 @@ function outputs(p) {
   const o = {
     SourceBucket: p.sourceBucket,
     TableLocation: p.location,
-    NotificationPrefix: p.keyPrefix,
     GlueDatabase: p.glueDatabase,
     GlueTable: p.glueTable,
     Trigger: p.trigger,
@@ -623,6 +627,13 @@ function outputs(p) {
     ScheduleFunctionName: { Ref: 'OnScheduleLambdaFunction' },
     AlarmTopicArn: p.ownTopic ? { Ref: 'AlarmTopic' } : p.alarmTopicArn,
   };
+  if (p.keyPrefix) {
+    // An output Value cannot be empty: a table at the bucket root has no prefix to give.
+    o.NotificationPrefix = p.keyPrefix;
+    // As the S3 filter rule must be written (`=` as %3D, a space as +): paste it as it is.
+    o.NotificationFilterPrefix = p.routing.notifications[0].prefix;
+  }
+  if (p.usesQueue) o.QueueAgeAlarmSeconds = p.queueAgeAlarmSeconds;
   if (p.glueCatalogId) o.GlueCatalogId = p.glueCatalogId;
   if (p.usesQueue) {
     o.EventsQueueUrl = { Ref: 'EventsQueue' };

@@ -24,6 +24,7 @@ from vpcflow_partitioner import aws, handlers
 from vpcflow_partitioner.errors import TransientError
 from vpcflow_partitioner.formats import TableSpec
 from vpcflow_partitioner.keys import parse_key
+from vpcflow_partitioner.ops import doctor
 from vpcflow_partitioner.scheme import PartitionSpec, Scheme
 
 # One worker runs this module (`make test` distributes by file): osls writes .serverless/ in the
@@ -50,6 +51,7 @@ VARIANTS = {
         "--stage", "central", "--region", "cn-north-1",
         "--param", f"sourceBucket={BUCKET}", "--param", "glueCatalogId=210987654321",
         "--param", "createTable=false", "--param", f"tableLocation=s3://{BUCKET}/AWSLogs/",
+        "--param", "glueTable=vpc-flow-logs",  # an existing table keeps its hyphenated name
         "--param", "alarmTopicArn=arn:aws-cn:sns:cn-north-1:123456789012:ops-alarms",
         "--param", "powertoolsLayerArn=arn:aws-cn:lambda:cn-north-1:111122223333:layer:powertools:1",
     ],
@@ -523,6 +525,11 @@ def test_every_alarm_reaches_someone(packages: dict[str, Path], name: str) -> No
         assert alarm["Properties"]["ActionsEnabled"] is True
         assert alarm["Properties"]["AlarmActions"] == alarm["Properties"]["OKActions"] == expected
     assert ("AlarmTopic" in t["Resources"]) is own
+    # doctor finds them by these names (exactly: another stage's names may start the same)
+    stage = VARIANTS[name][1]
+    names = {a["Properties"]["AlarmName"] for a in alarms.values()}
+    assert names <= {f"vpcflow-partitioner-{stage}-{suffix}" for suffix in doctor.ALARMS}
+    assert len(names) == len(alarms)
     surge = t["Resources"]["OutsideTableSurgeAlarm"]["Properties"]
     assert surge["MetricName"] == "ObjectsOutsideTable"  # not every ignored object: only misrouted flow logs
     if not own:
@@ -590,6 +597,8 @@ def test_outputs_name_everything_doctor_reads(packages: dict[str, Path], name: s
     assert outputs["SourceBucket"] == BUCKET
     prefix = PREFIXES.get(name, "AWSLogs/")
     assert outputs["TableLocation"] == f"s3://{BUCKET}/{prefix}" and outputs["NotificationPrefix"] == prefix
+    assert outputs["NotificationFilterPrefix"] == prefix.replace("=", "%3D")  # pasted as it is
+    assert ("QueueAgeAlarmSeconds" in outputs) is (name != "s3-nocache")
     trigger = {"eventbridge": "eventbridge", "s3-nocache": "s3"}.get(name, "sqs")
     assert outputs["Trigger"] == trigger
     assert ("EventsQueueUrl" in outputs) is (trigger != "s3")

@@ -778,6 +778,46 @@ def test_the_dlq_age_comes_from_cloudwatch(env: None, capsys: pytest.CaptureFixt
     assert "the oldest is 90 min (CloudWatch" in findings["dlq"]["detail"]
 
 
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS")
+def test_another_stages_alarms_and_an_unreadable_topic_are_not_this_stacks_failures(
+    env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = deploy()
+    deploy_sweep_and_cache(d)
+    cloudwatch = client("cloudwatch")
+    # stage `test-eu` shares the stack name as a prefix; its muted alarm is not ours
+    cloudwatch.put_metric_alarm(
+        AlarmName="vpcflow-partitioner-test-eu-function-errors",
+        Namespace="AWS/Lambda",
+        MetricName="Errors",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=0,
+        ComparisonOperator="GreaterThanThreshold",
+        ActionsEnabled=False,
+    )
+    # our alarms also notify a topic of another account, whose subscriptions we cannot list
+    foreign = "arn:aws:sns:us-east-1:210987654321:central-alarms"
+    alarm = cloudwatch.describe_alarms(AlarmNames=["vpcflow-partitioner-test-dlq-not-empty"])["MetricAlarms"][
+        0
+    ]
+    keep = ("AlarmName", "Namespace", "MetricName", "Statistic", "Period", "EvaluationPeriods", "Threshold")
+    cloudwatch.put_metric_alarm(
+        **{k: alarm[k] for k in keep},
+        ComparisonOperator=alarm["ComparisonOperator"],
+        AlarmActions=[d.alarm_topic, foreign],
+    )
+    client("cloudformation").create_stack(
+        StackName="vpcflow-partitioner-test", TemplateBody=stack_template(d)
+    )
+    code, findings = run(capsys, ["doctor", "--stack", "vpcflow-partitioner-test"])
+    alarms = findings["alarms"]
+    assert code == 0 and alarms["state"] == "warn", alarms
+    assert "test-eu" not in alarms["detail"]
+    assert f"cannot read the subscriptions of {foreign} (NotFound)" in alarms["detail"]
+
+
 def test_an_events_queue_nobody_drains_fails(env: None, capsys: pytest.CaptureFixture[str]) -> None:
     d = deploy()
     client("lambda").delete_event_source_mapping(UUID=d.mapping)  # polling stopped

@@ -78,6 +78,8 @@ def test_filter_values_are_written_as_s3_compares_them() -> None:
     for value in ("flow logs/aws-account-id=1/", "a~b/", "ünï/"):
         assert unencoded(encode_filter(value)) == []
     assert unencoded("aws-account-id=1/") == ["="]
+    assert unencoded("50%/AWSLogs/") == ["%"] and unencoded("50%25/a%3Db/") == []  # an escape, or not
+    assert encode_filter("50%/") == "50%25/"
 
 
 def test_one_rule_per_suffix_and_no_empty_prefix() -> None:

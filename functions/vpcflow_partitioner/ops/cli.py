@@ -1169,6 +1169,7 @@ def _doctor(args: argparse.Namespace, out: Console, err: Console) -> int:
         cache_table=found.get("cache_table", "") or settings.cache_table,
         stack=args.stack,
         alarm_topic=found.get("alarm_topic", ""),
+        backlog_seconds=int(found.get("backlog_seconds") or 0),
     )
     with (
         err.status("checking the deployment", spinner="dots") if err.is_terminal else contextlib.nullcontext()

@@ -4,6 +4,7 @@ pattern, defined once for the stack (deploy/resources.js reads them from `ops.de
 
 from __future__ import annotations
 
+import re
 import string
 from typing import Any
 from urllib.parse import quote_plus
@@ -21,8 +22,12 @@ _SUFFIX_NAMES = {".log.gz": "text", ".log.parquet": "parquet"}
 
 
 def unencoded(value: str) -> list[str]:
-    """The characters of a filter value that S3 needs URL-encoded but are written as they are."""
-    return sorted({c for c in value if c not in _SAFE})
+    """The characters of a filter value that S3 needs URL-encoded but are written as they are
+    (a `%` counts only when no two hex digits follow it: `50%` is written `50%25`)."""
+    bad = {c for c in value if c not in _SAFE}
+    if re.search(r"%(?![0-9A-Fa-f]{2})", value):
+        bad.add("%")
+    return sorted(bad)
 
 
 def encode_filter(value: str) -> str:
