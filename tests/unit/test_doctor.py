@@ -12,11 +12,9 @@ from vpcflow_partitioner.ops.doctor import (
     OK,
     WARN,
     Finding,
-    Request,
     broken_link,
     combine,
     created_coverage,
-    evaluate_policy,
     exit_code,
     field_difference,
     lake_formation_gaps,
@@ -25,6 +23,7 @@ from vpcflow_partitioner.ops.doctor import (
     target_from_outputs,
 )
 from vpcflow_partitioner.ops.doctor import _samples as samples
+from vpcflow_partitioner.ops.policy import Request, evaluate_policy
 from vpcflow_partitioner.ops.routing import encode_filter, unencoded
 
 QUEUE = "arn:aws:sqs:us-east-1:123456789012:events"

@@ -34,6 +34,7 @@ from ..keys import FlowLogObject, parse_key
 from ..scheme import ConfigurationError, PartitionSpec, Scheme, TableRef, same_folder, split_location
 from ..sources import DateRange, FolderWalk, leaf_folder
 from .bootstrap import read_object_fields
+from .policy import SERVICE_CONTEXT, Request, evaluate_policy, listify, policy_document
 from .routing import event_pattern, notification_filters, rule_id, unencoded
 from .synthetic import object_key
 from .tables import FILTERING, INDEX_NAME, TableWriter, date_index_keys
@@ -185,154 +186,6 @@ def stack_finding(stack: StackInfo) -> Finding:
     if status.endswith("_IN_PROGRESS"):
         return Finding("stack", WARN, f"stack {stack.name} is {status}: check again when it is done")
     return Finding("stack", OK, f"stack {stack.name} is {status}")
-
-
-# ---------------------------------------------------------------- resource policies (pure)
-
-
-def _listify(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
-
-
-def _glob(pattern: str, value: str, ignore_case: bool = True) -> bool:
-    """IAM's wildcards: * any run of characters, ? one character; nothing else is special."""
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in str(pattern))
-    return re.fullmatch(regex, value, re.IGNORECASE if ignore_case else 0) is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """What a service principal asks for, in a resource policy's terms."""
-
-    principal: str  # a service principal: s3.amazonaws.com, events.amazonaws.com
-    actions: tuple[str, ...]  # every one of them must be allowed
-    resource: str
-    context: dict[str, str]  # condition keys the request carries (lower-case names)
-
-
-@dataclass
-class Verdict:
-    """How a resource policy answers a Request."""
-
-    allowed: set[str] = field(default_factory=set)  # the actions some Allow statement grants
-    denied: list[str] = field(default_factory=list)  # Sids of Deny statements that apply
-    conditions: set[str] = field(default_factory=set)  # condition keys of the granting statements
-    refused: list[str] = field(default_factory=list)  # why statements for this principal did not apply
-    unverified: list[str] = field(default_factory=list)  # what this code cannot evaluate
-
-    def grants(self, request: Request) -> bool:
-        return not self.denied and all(a in self.allowed for a in request.actions)
-
-    def caveat(self) -> str:
-        """What the answer assumes ("" when nothing): conditions and statements not evaluated."""
-        if not self.unverified:
-            return ""
-        return f" (assuming what this check cannot evaluate: {'; '.join(dict.fromkeys(self.unverified))})"
-
-
-# Condition operators this check evaluates; others are reported as unverified, never guessed.
-_OPERATORS: dict[str, tuple[bool, bool]] = {  # name -> (wildcards, negated)
-    "stringequals": (False, False),
-    "stringlike": (True, False),
-    "stringequalsignorecase": (False, False),
-    "arnequals": (True, False),  # ARN operators take wildcards in each component (IAM reference)
-    "arnlike": (True, False),
-    "stringnotequals": (False, True),
-    "stringnotlike": (True, True),
-    "arnnotequals": (True, True),
-    "arnnotlike": (True, True),
-    "bool": (False, False),  # "true"/"false", compared as IAM does: case-insensitively
-}
-# Services deliver to queues and topics over HTTPS, so a TLS-only Deny never refuses them.
-_SERVICE_CONTEXT = {"aws:securetransport": "true"}
-
-
-def _condition_holds(operator: str, key: str, values: list[Any], context: dict[str, str]) -> bool | None:
-    """True/False when this code can tell, None when it cannot."""
-    # ForAnyValue:StringLike -> stringlike; ...IfExists is the plain operator when the key is present.
-    name = operator.lower().split(":")[-1].removesuffix("ifexists")
-    if name not in _OPERATORS or key.lower() not in context:
-        return None
-    wildcards, negated = _OPERATORS[name]
-    actual = context[key.lower()]
-    ignore_case = name in ("stringequalsignorecase", "bool")
-    matched = any(
-        _glob(str(v), actual, ignore_case)
-        if wildcards
-        else (str(v).lower() == actual.lower() if ignore_case else str(v) == actual)
-        for v in values
-    )
-    return not matched if negated else matched
-
-
-def evaluate_policy(policy: dict[str, Any] | None, request: Request) -> Verdict:
-    """Which of `request.actions` the resource policy grants the service principal, and what
-    refuses it. Explicit Deny wins, as in IAM's evaluation logic."""
-    verdict = Verdict()
-    for index, statement in enumerate(_listify((policy or {}).get("Statement"))):
-        if not isinstance(statement, dict):
-            continue
-        sid = str(statement.get("Sid") or f"statement {index + 1}")
-        effect = str(statement.get("Effect", ""))
-        if "NotPrincipal" in statement or "NotAction" in statement or "NotResource" in statement:
-            verdict.unverified.append(f"{sid} uses NotPrincipal/NotAction/NotResource")
-            continue
-        if not _principal_matches(statement.get("Principal"), request.principal):
-            continue
-        actions = [a for a in request.actions if any(_glob(p, a) for p in _listify(statement.get("Action")))]
-        if not actions:
-            continue
-        resources = _listify(statement.get("Resource"))
-        if resources and not any(_glob(r, request.resource, ignore_case=False) for r in resources):
-            verdict.refused.append(f"{sid} is for {', '.join(map(str, resources))}")
-            continue
-        holds, unknown = True, []
-        keys: set[str] = set()
-        for operator, pairs in (statement.get("Condition") or {}).items():
-            for key, values in (pairs or {}).items():
-                keys.add(key.lower())
-                answer = _condition_holds(operator, key, _listify(values), request.context)
-                if answer is None:
-                    unknown.append(f"{sid}: {operator} {key}")
-                elif not answer:
-                    holds = False
-                    verdict.refused.append(f"{sid} requires {key} {_listify(values)}")
-        if not holds:
-            continue
-        # A condition this code cannot evaluate is said, never guessed: an Allow still counts
-        # (with the note), a Deny does not (a "deny unless TLS" statement refuses nothing here).
-        verdict.unverified += unknown
-        if effect == "Deny" and not unknown:
-            verdict.denied.append(sid)
-        elif effect == "Allow":
-            verdict.allowed.update(actions)
-            verdict.conditions |= keys
-    return verdict
-
-
-def _principal_matches(principal: Any, service: str) -> bool:
-    if principal == "*":
-        return True
-    if not isinstance(principal, dict):
-        return False
-    for kind, values in principal.items():
-        if kind == "AWS" and "*" in _listify(values):
-            return True
-        if kind == "Service" and service in _listify(values):
-            return True
-    return False
-
-
-def _policy(text: str | None) -> dict[str, Any] | None:
-    if not text:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 # ---------------------------------------------------------------- notification rules (pure)
@@ -921,10 +774,10 @@ def _sender(target: Target, facts: Facts) -> tuple[str, str, set[str]]:
 def check_queue_policy(facts: Facts, target: Target) -> Finding:
     """3a. The queue's policy lets S3 (or the rule, or the topic) send, and only from this source."""
     assert facts.scheme is not None and facts.queue_attributes is not None
-    policy = _policy(facts.queue_attributes.get("Policy"))
+    policy = policy_document(facts.queue_attributes.get("Policy"))
     principal, source, conditions = _sender(target, facts)
     # The stack deploys in the bucket's account, next to the queue: the queue's account is the bucket's.
-    context = _SERVICE_CONTEXT | ({"aws:sourceaccount": facts.account} if facts.account else {})
+    context = SERVICE_CONTEXT | ({"aws:sourceaccount": facts.account} if facts.account else {})
     if source:
         context["aws:sourcearn"] = source
     request = Request(principal, ("sqs:SendMessage",), facts.queue_arn, context)
@@ -946,7 +799,7 @@ def check_queue_policy(facts: Facts, target: Target) -> Finding:
     # that applies, plus the statement this check looked for (under a Sid of its own).
     kept = [
         st
-        for st in _listify((policy or {}).get("Statement"))
+        for st in listify((policy or {}).get("Statement"))
         if not (isinstance(st, dict) and st.get("Sid") in verdict.denied)
     ]
     taken = {str(st.get("Sid")) for st in kept if isinstance(st, dict)}
@@ -991,10 +844,10 @@ def check_topic_policy(sns: Any, facts: Facts) -> Finding:
     assert facts.scheme is not None
     attributes = sns.get_topic_attributes(TopicArn=facts.topic_arn)["Attributes"]
     bucket_arn = f"arn:{facts.partition}:s3:::{facts.scheme.bucket}"
-    context = _SERVICE_CONTEXT | {"aws:sourcearn": bucket_arn}
+    context = SERVICE_CONTEXT | {"aws:sourcearn": bucket_arn}
     context |= {"aws:sourceaccount": facts.account} if facts.account else {}
     request = Request("s3.amazonaws.com", ("sns:Publish",), facts.topic_arn, context)
-    policy = _policy(attributes.get("Policy"))
+    policy = policy_document(attributes.get("Policy"))
     verdict = evaluate_policy(policy, request)
     problems = []
     if not verdict.grants(request):
@@ -1008,7 +861,7 @@ def check_topic_policy(sns: Any, facts: Facts) -> Finding:
             | ({"StringEquals": {"aws:SourceAccount": facts.account}} if facts.account else {}),
         }
         merged = (policy or {"Version": "2012-10-17"}) | {
-            "Statement": [*_listify((policy or {}).get("Statement")), statement]
+            "Statement": [*listify((policy or {}).get("Statement")), statement]
         }
         problems.append(
             Finding(
@@ -1081,7 +934,9 @@ def check_queue_encryption(kms: Any, facts: Facts, target: Target) -> Finding:
             f"the queue's key {key_id} is {metadata.get('KeyState')}",
             f"aws kms enable-key --key-id {metadata.get('KeyId')}",
         )
-    policy = _policy(kms.get_key_policy(KeyId=metadata["Arn"], PolicyName="default").get("Policy")) or {}
+    policy = (
+        policy_document(kms.get_key_policy(KeyId=metadata["Arn"], PolicyName="default").get("Policy")) or {}
+    )
     # S3 (and EventBridge) encrypt what they send with the queue's key: the key policy must let them
     # kms:GenerateDataKey and kms:Decrypt (S3 user guide, "Configuring ... notifications ... SSE").
     request = Request(service, ("kms:GenerateDataKey", "kms:Decrypt"), metadata["Arn"], {})
@@ -1094,7 +949,7 @@ def check_queue_encryption(kms: Any, facts: Facts, target: Target) -> Finding:
             "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
             "Resource": "*",
         }
-        merged = policy | {"Statement": [*_listify(policy.get("Statement")), statement]}
+        merged = policy | {"Statement": [*listify(policy.get("Statement")), statement]}
         return Finding(
             "queue encryption",
             FAIL,
@@ -1114,7 +969,7 @@ def check_queue(facts: Facts, target: Target) -> Finding:
     attributes = facts.queue_attributes
     url = target.queue_url or facts.queue_arn
     problems = []
-    redrive = _policy(attributes.get("RedrivePolicy")) or {}
+    redrive = policy_document(attributes.get("RedrivePolicy")) or {}
     dlq = str(redrive.get("deadLetterTargetArn", ""))
     if not dlq:
         problems.append(
@@ -1333,12 +1188,12 @@ def check_function_permission(lambda_: Any, target: Target, facts: Facts) -> Fin
         + (f" --source-account {facts.account}" if facts.account else "")
     )
     try:
-        policy = _policy(lambda_.get_policy(FunctionName=name).get("Policy"))
+        policy = policy_document(lambda_.get_policy(FunctionName=name).get("Policy"))
     except ClientError as exc:
         if error_code(exc) != "ResourceNotFoundException":
             raise
         policy = None
-    context = _SERVICE_CONTEXT | {"aws:sourcearn": bucket_arn}
+    context = SERVICE_CONTEXT | {"aws:sourcearn": bucket_arn}
     context |= {"aws:sourceaccount": facts.account} if facts.account else {}
     request = Request("s3.amazonaws.com", ("lambda:InvokeFunction",), facts.function_arn, context)
     verdict = evaluate_policy(policy, request)
@@ -2257,7 +2112,7 @@ def _read_queue(sqs: Any, target: Target, facts: Facts) -> Finding:
     parts = _arn_parts(facts.queue_arn)
     if parts:
         facts.partition, facts.account = parts[1], parts[4]
-    redrive = _policy(facts.queue_attributes.get("RedrivePolicy")) or {}
+    redrive = policy_document(facts.queue_attributes.get("RedrivePolicy")) or {}
     facts.dlq_arn = target.dlq_arn or str(redrive.get("deadLetterTargetArn", ""))
     return Finding("queue", OK, url)
 
