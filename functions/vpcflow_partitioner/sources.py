@@ -85,6 +85,17 @@ class FolderWalk:
                         f"s3://{self._scheme.bucket}/{folder}", (ObjectRef(self._scheme.bucket, key),)
                     )
 
+    def leaf_folders(self) -> list[tuple[str, tuple[int, ...]]]:
+        """The leaf folders within the date range and their (year, month, day[, hour]), not
+        probed: for a caller that lists each of them anyway (doctor reads their objects)."""
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="walk") as pool:
+            leaves, _ = self._leaves(pool)
+        out = []
+        for folder in leaves:
+            state = folder_state(folder)
+            out.append((folder, state.date if state is not None else ()))
+        return out
+
     def _leaves(self, pool: ThreadPoolExecutor) -> tuple[list[str], list[tuple[str, str]]]:
         """Folders at the table's deepest partition level within the date range, and
         (folder, key) of flow-log objects lying directly in a folder above that level."""

@@ -32,6 +32,7 @@ from vpcflow_partitioner.ops.cli import main
 from vpcflow_partitioner.ops.routing import event_pattern
 from vpcflow_partitioner.ops.synthetic import flow_log_file, object_key
 from vpcflow_partitioner.scheme import PartitionSpec, Scheme
+from vpcflow_partitioner.sources import DateRange, FolderWalk
 
 REGION = "us-east-1"
 ACCOUNTS = ("111122223333", "444455556666")
@@ -862,6 +863,24 @@ def test_a_large_table_without_a_partition_index_warns(
 
 
 # ---------------------------------------------------------------- freshness and columns
+
+
+def test_fresh_hour_folders_are_listed_once_and_older_hours_not_at_all(env: None) -> None:
+    client("s3").create_bucket(Bucket=BUCKET)
+    spec = TableSpec(DATABASE, TABLE, f"s3://{BUCKET}/AWSLogs/", DEFAULT_FIELDS, TEXT, MULTI_ACCOUNT, True)
+    apply_init(client("glue"), spec, plan_init(client("glue"), spec))
+    now = datetime.now(UTC)
+    for hours_ago in (5, 1, 0):  # the hour folder of 5 hours ago ended before the 2-hour window
+        key = object_key(ACCOUNTS[0], REGION, now - timedelta(hours=hours_ago), hourly=True)
+        client("s3").put_object(Bucket=BUCKET, Key=key, Body=flow_log_file(ACCOUNTS[0], now))
+    found, calls = doctor.fresh_folders(client("s3"), scheme(), now.timestamp())
+    fresh = [f"{(now - timedelta(hours=h)):%Y/%m/%d/%H}/" for h in (1, 0)]
+    assert [f.folder[-len(fresh[0]) :] for f in found] == fresh
+    # Each fresh hour folder is listed once after the walk (not probed first), the old one never.
+    first_day = (now - timedelta(hours=doctor.FRESH_HOURS)).date()
+    walk = FolderWalk(client("s3"), scheme(), DateRange(first_day, now.date()))
+    walk.leaf_folders()
+    assert calls == walk.list_calls + 2
 
 
 def test_a_fresh_folder_without_its_partition_fails(env: None, capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,7 +30,7 @@ from botocore.exceptions import (
 from ..catalog import Catalog
 from ..errors import TransientError, error_code, error_message
 from ..formats import FormatError
-from ..keys import FlowLogObject, parse_key
+from ..keys import parse_key
 from ..scheme import ConfigurationError, PartitionSpec, Scheme, TableRef, same_folder, split_location
 from ..sources import DateRange, FolderWalk, leaf_folder
 from .bootstrap import read_object_fields
@@ -1662,13 +1662,8 @@ def fresh_folders(
     until_day = datetime.fromtimestamp(now, tz=UTC).date()
     first_day = datetime.fromtimestamp(since, tz=UTC).date()
     walk = FolderWalk(s3, scheme, DateRange(first_day, until_day), workers=8)
-    leaves = []
-    for message in walk.messages():
-        folder = message.id[len(f"s3://{scheme.bucket}/") :]
-        obj = parse_key(message.objects[0].key)
-        if obj is not None and _folder_end(obj, scheme.deepest_level) < since:
-            continue  # an hour folder older than the window: nothing fresh in it
-        leaves.append(folder)
+    # Not probed: each leaf is listed below anyway, which finds its flow-log objects.
+    leaves = [folder for folder, when in walk.leaf_folders() if _folder_end(when) >= since]
     calls = [walk.list_calls]
 
     def look(folder: str) -> FreshFolder | None:
@@ -1706,10 +1701,14 @@ def fresh_folders(
     return sorted(found, key=lambda f: f.folder), sum(calls)
 
 
-def _folder_end(obj: FlowLogObject, level: str) -> float:
-    start = datetime(int(obj.year), int(obj.month), int(obj.day), tzinfo=UTC)
-    if level == "hour" and obj.hour is not None:
-        return (start + timedelta(hours=int(obj.hour) + 1)).timestamp()
+def _folder_end(when: tuple[int, ...]) -> float:
+    """When a (year, month, day[, hour]) folder's time ends (an hour folder older than the
+    window holds nothing fresh); a folder without its date is never skipped."""
+    if len(when) < 3:
+        return float("inf")
+    start = datetime(when[0], when[1], when[2], tzinfo=UTC)
+    if len(when) > 3:
+        return (start + timedelta(hours=when[3] + 1)).timestamp()
     return (start + timedelta(days=1)).timestamp()
 
 
