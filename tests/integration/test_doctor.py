@@ -862,6 +862,36 @@ def test_a_large_table_without_a_partition_index_warns(
     assert "'partition_filtering.enabled'='true'" in warning["fix"]
 
 
+def test_a_partition_index_athena_cannot_use_warns(
+    env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = deploy()
+    indexes: list[dict[str, Any]] = []
+
+    def get_indexes(params: dict[str, Any], **_: Any) -> Any:
+        return _Http(), {"PartitionIndexDescriptorList": indexes, "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    client("glue").meta.events.register_first("before-call.glue.GetPartitionIndexes", get_indexes)
+    glue = client("glue")
+    table = glue.get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]
+    keep = ("Name", "PartitionKeys", "StorageDescriptor", "TableType")
+    glue.update_table(
+        DatabaseName=DATABASE,
+        TableInput={k: table[k] for k in keep}
+        | {"Parameters": table["Parameters"] | {"partition_filtering.enabled": "true"}},
+    )
+    date_keys = [{"Name": k} for k in ("year", "month", "day")]
+    for index, verdict in (
+        ({"IndexName": "by_date", "Keys": date_keys, "IndexStatus": "ACTIVE"}, "ok"),
+        ({"IndexName": "by_date", "Keys": date_keys, "IndexStatus": "FAILED"}, "warn"),
+        ({"IndexName": "by_region", "Keys": [{"Name": "aws_region"}], "IndexStatus": "ACTIVE"}, "warn"),
+    ):
+        indexes[:] = [index]
+        _, findings = run(capsys, d.args())
+        assert findings["partition index"]["state"] == verdict, (index, findings["partition index"])
+    assert "an ACTIVE index led by year is needed" in findings["partition index"]["detail"]
+
+
 # ---------------------------------------------------------------- freshness and columns
 
 
@@ -1123,18 +1153,19 @@ def deploy_sweep_and_cache(d: Deployment, schedule_enabled: bool = True) -> None
     sns, cloudwatch = client("sns"), client("cloudwatch")
     d.alarm_topic = sns.create_topic(Name="vpcflow-partitioner-test-alarms")["TopicArn"]
     sns.subscribe(TopicArn=d.alarm_topic, Protocol="sqs", Endpoint=d.dlq_arn)  # confirmed at once
-    cloudwatch.put_metric_alarm(
-        AlarmName="vpcflow-partitioner-test-dlq-not-empty",
-        Namespace="AWS/SQS",
-        MetricName="ApproximateNumberOfMessagesVisible",
-        Statistic="Maximum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=0,
-        ComparisonOperator="GreaterThanThreshold",
-        ActionsEnabled=True,
-        AlarmActions=[d.alarm_topic],
-    )
+    for name in doctor.ALARMS:  # the stack's six
+        cloudwatch.put_metric_alarm(
+            AlarmName=f"vpcflow-partitioner-test-{name}",
+            Namespace="AWS/SQS",
+            MetricName="ApproximateNumberOfMessagesVisible",
+            Statistic="Maximum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=0,
+            ComparisonOperator="GreaterThanThreshold",
+            ActionsEnabled=True,
+            AlarmActions=[d.alarm_topic],
+        )
 
 
 @pytest.mark.filterwarnings("ignore:Tried to parse AWS")  # moto: WaitConditionHandle is a no-op
@@ -1153,7 +1184,7 @@ def test_stack_outputs_name_everything(env: None, capsys: pytest.CaptureFixture[
     assert findings["alarms"] == {
         "check": "alarms",
         "state": "ok",
-        "detail": f"1 alarm act; {d.alarm_topic} is read",
+        "detail": f"6 alarms act; {d.alarm_topic} is read",
         "fix": "",
     }
 

@@ -202,7 +202,7 @@ def glue_indexes(world: None) -> dict[str, Any]:
         return _Http(), {"ResponseMetadata": {"HTTPStatusCode": 200}}
 
     def get_indexes(params: dict[str, Any], **_: Any) -> Any:
-        listed = [i | {"IndexStatus": "ACTIVE"} for i in store["indexes"]]
+        listed = [{"IndexStatus": "ACTIVE"} | i for i in store["indexes"]]
         return _Http(), {"PartitionIndexDescriptorList": listed, "ResponseMetadata": {"HTTPStatusCode": 200}}
 
     events = glue().meta.events
@@ -277,9 +277,13 @@ def test_a_table_with_three_indexes_is_refused_in_one_line(glue_indexes: dict[st
     # three other indexes (keys this table does not have: only their number matters here)
     glue_indexes["indexes"] += [{"IndexName": f"other{i}", "Keys": [{"Name": f"k{i}"}]} for i in range(3)]
     capsys.readouterr()
-    assert init("--partition-index") == 2
+    assert init("--partition-index") == 1  # the table's state, not a usage error
     err = capsys.readouterr().err
     assert "has 3 partition indexes, Glue's maximum" in err and len(err.strip().splitlines()) == 1
+    # Failed indexes are listed by Glue but are not usable: they do not count.
+    for index in glue_indexes["indexes"]:
+        index["IndexStatus"] = "FAILED"
+    assert init("--partition-index") == 0 and glue_indexes["requests"][-1][0] == "CreatePartitionIndex"
 
 
 def test_an_index_on_the_same_keys_under_another_name_is_enough(
@@ -289,7 +293,7 @@ def test_an_index_on_the_same_keys_under_another_name_is_enough(
     glue_indexes["indexes"].append({"IndexName": "by_day", "Keys": [{"Name": "date"}]})
     assert init("--partition-index") == 0  # switches filtering on, creates nothing
     assert glue_indexes["requests"] == [] and filtering() == "true"
-    assert ": created" in capsys.readouterr().out
+    assert ": present; filtering switched on" in capsys.readouterr().out
 
 
 def test_print_ddl_gives_the_index_command_and_the_table_property(world: None, capsys: Any) -> None:
@@ -298,3 +302,71 @@ def test_print_ddl_gives_the_index_command_and_the_table_property(world: None, c
     assert "--partition-index 'Keys=year,month,day,IndexName=vpcflow_partitioner_date'" in out
     assert f"ALTER TABLE `{DB}`.`{TABLE}` SET TBLPROPERTIES ('partition_filtering.enabled'='true');" in out
     assert glue().get_databases()["DatabaseList"] == []  # printed, not done
+
+
+def test_a_failed_index_on_the_same_keys_is_not_present(glue_indexes: dict[str, Any], capsys: Any) -> None:
+    assert init() == 0
+    glue_indexes["indexes"].append(
+        {"IndexName": "by_day", "Keys": [{"Name": "date"}], "IndexStatus": "FAILED"}
+    )
+    assert init("--partition-index") == 0
+    assert glue_indexes["requests"] == [
+        ("CreatePartitionIndex", {"Keys": ["date"], "IndexName": "vpcflow_partitioner_date"})
+    ]
+    # Ours failed to build: it must be deleted before it can be made again (one line, exit 1).
+    glue_indexes["indexes"] = [
+        {
+            "IndexName": "vpcflow_partitioner_date",
+            "Keys": [{"Name": "date"}],
+            "IndexStatus": "FAILED",
+            "BackfillErrors": [{"Code": "MISSING_PARTITION_VALUE_ERROR"}],
+        }
+    ]
+    capsys.readouterr()
+    assert init("--partition-index") == 1
+    err = capsys.readouterr().err.strip()
+    assert "FAILED (MISSING_PARTITION_VALUE_ERROR)" in err and "delete-partition-index" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_an_existing_table_is_indexed_on_its_own_keys_whatever_the_flags(
+    glue_indexes: dict[str, Any], capsys: Any
+) -> None:
+    """AWS's documented table (accid, region, day) with projection.day.format yyyy/MM/dd."""
+    glue().create_database(DatabaseInput={"Name": DB})
+    glue().create_table(
+        DatabaseName=DB,
+        TableInput={
+            "Name": TABLE,
+            "PartitionKeys": [{"Name": n, "Type": "string"} for n in ("accid", "region", "day")],
+            "Parameters": {"projection.day.format": "yyyy/MM/dd", "team": "netsec"},
+            "StorageDescriptor": {
+                "Location": f"s3://{BUCKET}/AWSLogs/",
+                "Columns": [{"Name": "a", "Type": "int"}],
+            },
+        },
+    )
+    assert (
+        init("--multi-account", "--location", f"s3://{BUCKET}/AWSLogs/", "--partition-index") == 3
+    )  # differs
+    out = capsys.readouterr().out
+    assert "(day) and partition_filtering.enabled: created" in out
+    assert "the table's definition is unchanged" in out
+    assert glue_indexes["requests"] == [
+        ("CreatePartitionIndex", {"Keys": ["day"], "IndexName": "vpcflow_partitioner_date"})
+    ]
+    assert filtering() == "true"
+    params = glue().get_table(DatabaseName=DB, Name=TABLE)["Table"]["Parameters"]
+    assert params["team"] == "netsec" and params["projection.day.format"] == "yyyy/MM/dd"
+
+
+def test_update_keeps_the_tables_other_properties(world: None) -> None:
+    assert init() == 0
+    table = glue().get_table(DatabaseName=DB, Name=TABLE)["Table"]
+    keep = ("Name", "PartitionKeys", "StorageDescriptor", "TableType")
+    glue().update_table(
+        DatabaseName=DB,
+        TableInput={k: table[k] for k in keep} | {"Parameters": table["Parameters"] | {"team": "netsec"}},
+    )
+    assert init("--format", format_string(FIELDS[:20]), "--update", "--yes") == 0
+    assert glue().get_table(DatabaseName=DB, Name=TABLE)["Table"]["Parameters"]["team"] == "netsec"

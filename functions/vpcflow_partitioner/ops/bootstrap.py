@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import TransientError, classify
 from ..formats import Field, FormatError, TableSpec, fields_from_columns, parse_header
-from ..scheme import TableRef, split_location
+from ..scheme import ConfigurationError, TableRef, split_location
 from .tables import (
     FILTERING,
     INDEX_NAME,
@@ -40,6 +40,7 @@ class InitPlan:
     index_keys: list[str] = field(default_factory=list)  # the partition index to create ([]: none)
     index: str = ""  # "" not asked, "present", "create"
     filtering: bool = False  # the table has partition_filtering.enabled = true (kept by updates)
+    parameters: dict[str, str] = field(default_factory=dict)  # the existing table's, kept by updates
 
     @property
     def filtering_to_set(self) -> bool:
@@ -59,30 +60,49 @@ def plan_init(glue: Any, spec: TableSpec, catalog_id: str = "", partition_index:
     date index); change nothing."""
     writer = TableWriter(glue, TableRef(catalog_id, spec.database, spec.name))
     wanted = spec.table_input() | {"DatabaseName": spec.database}
-    keys = date_index_keys(wanted) if partition_index else []
     index = "create" if partition_index else ""
     if not database_exists(glue, spec.database, catalog_id):
+        keys = date_index_keys(wanted) if partition_index else []
         return InitPlan(database_exists=False, table_exists=False, index_keys=keys, index=index)
     existing = writer.find()
     if existing is None:
+        keys = date_index_keys(wanted) if partition_index else []
         return InitPlan(database_exists=True, table_exists=False, index_keys=keys, index=index)
     plan = InitPlan(True, True, differences(existing, spec.table_input()))
-    plan.filtering = (existing.get("Parameters") or {}).get(FILTERING, "").lower() == "true"
+    plan.parameters = dict(existing.get("Parameters") or {})
+    plan.filtering = plan.parameters.get(FILTERING, "").lower() == "true"
     if plan.differences:
         plan.partitions = writer.count_partitions()
     if partition_index:
-        indexes = writer.partition_indexes()
-        plan.index_keys, plan.index = keys, index
-        if any(
-            [k if isinstance(k, str) else k["Name"] for k in i.get("Keys") or []] == keys for i in indexes
-        ):
-            plan.index = "present"
-        elif len(indexes) >= MAX_INDEXES:
-            raise FormatError(
-                f"{spec.database}.{spec.name} has {len(indexes)} partition indexes, Glue's maximum: "
-                f"delete one (aws glue delete-partition-index) to add {INDEX_NAME}"
-            )
+        # The table's own keys: the index is added to the table as it is, whatever flags say.
+        plan.index_keys = date_index_keys(existing | {"DatabaseName": spec.database})
+        plan.index = _index_state(spec, writer.partition_indexes(), plan.index_keys)
     return plan
+
+
+def _index_state(spec: TableSpec, indexes: list[dict[str, Any]], keys: list[str]) -> str:
+    """present (an ACTIVE or CREATING index on these keys) or create; refuses when Glue could
+    not take another index, or when ours failed to build (it must be deleted first)."""
+    name = f"{spec.database}.{spec.name}"
+    usable = [i for i in indexes if i.get("IndexStatus") in ("ACTIVE", "CREATING")]
+    if any([k if isinstance(k, str) else k["Name"] for k in i.get("Keys") or []] == keys for i in usable):
+        return "present"
+    ours = next((i for i in indexes if i.get("IndexName") == INDEX_NAME), None)
+    if ours is not None:
+        errors = (
+            "; ".join(str(e.get("Code", "")) for e in ours.get("BackfillErrors") or []) or "no reason given"
+        )
+        raise ConfigurationError(
+            f"{name}: index {INDEX_NAME} is {ours.get('IndexStatus')} ({errors}): aws glue "
+            f"delete-partition-index --database-name {spec.database} --table-name {spec.name} "
+            f"--index-name {INDEX_NAME}, then run again"
+        )
+    if len(usable) >= MAX_INDEXES:
+        raise ConfigurationError(
+            f"{name} has {len(usable)} partition indexes, Glue's maximum: delete one "
+            f"(aws glue delete-partition-index) to add {INDEX_NAME}"
+        )
+    return "create"
 
 
 def apply_init(glue: Any, spec: TableSpec, plan: InitPlan, catalog_id: str = "") -> int:
@@ -97,9 +117,11 @@ def apply_init(glue: Any, spec: TableSpec, plan: InitPlan, catalog_id: str = "")
         )
     writer = TableWriter(glue, TableRef(catalog_id, spec.database, spec.name))
     table_input = spec.table_input()
+    # An update keeps the table's other properties (a team tag, partition filtering); the
+    # definition's own win. The index asks for filtering.
+    table_input["Parameters"] = plan.parameters | table_input["Parameters"]
     if plan.filtering or plan.index:
-        # An update keeps partition filtering on; the index asks for it.
-        table_input["Parameters"] = table_input["Parameters"] | {FILTERING: "true"}
+        table_input["Parameters"][FILTERING] = "true"
     if not plan.database_exists:
         ensure_database(glue, spec.database, catalog_id)
     if not plan.table_exists:

@@ -526,7 +526,7 @@ def _init(args: argparse.Namespace, out: Console, err: Console) -> int:
         if args.view_timezone:
             ddl["view_ddl"] = view_sql(spec, args.view_timezone)[1]
         if args.partition_index:
-            ddl["partition_index_ddl"] = _index_ddl(spec)
+            ddl["partition_index_ddl"] = _index_ddl(spec, settings.catalog_id)
         out.print(json.dumps(ddl, indent=2), markup=False)
         return OK
     if args.print_ddl:
@@ -538,7 +538,7 @@ def _init(args: argparse.Namespace, out: Console, err: Console) -> int:
         if args.view_timezone:
             out.print(f"\n{view_sql(spec, args.view_timezone)[1]};", markup=False)
         if args.partition_index:
-            out.print(f"\n{_index_ddl(spec)}", markup=False)
+            out.print(f"\n{_index_ddl(spec, settings.catalog_id)}", markup=False)
         return OK
     glue = _client(settings, "glue")
     plan = plan_init(glue, spec, settings.catalog_id, partition_index=args.partition_index)
@@ -593,10 +593,11 @@ def _init(args: argparse.Namespace, out: Console, err: Console) -> int:
             out.print(f"  - {escape(difference)}")
         if action == "differs" and keys_differ:
             out.print(
-                "  nothing changed; partition keys cannot change in place: create a table under another name"
+                "  the table's definition is unchanged; partition keys cannot change in place: create a "
+                "table under another name"
             )
         elif action == "differs":
-            out.print("  nothing changed; run again with --update to apply")
+            out.print("  the table's definition is unchanged; run again with --update to apply it")
         if action == "would update":
             out.print(f"  would rewrite the columns of {plan.partitions} partitions")
         if rewritten:
@@ -609,11 +610,11 @@ def _init(args: argparse.Namespace, out: Console, err: Console) -> int:
             out.print(f"view [bold]{escape(spec.database)}.{escape(view)}[/]: {done}")
             out.print(local_day_query(spec, args.view_timezone, date(2022, 8, 29)), markup=False)
     changes = action in ("would create", "would update", "differs") or database == "would create"
-    changes = changes or index_action == "would create"
+    changes = changes or index_action.startswith(("would", "present; would"))
     return DRIFT if changes or (args.dry_run and view) else OK
 
 
-def _index_ddl(spec: TableSpec) -> str:
+def _index_ddl(spec: TableSpec, catalog_id: str = "") -> str:
     """The partition index (a Glue API call: Athena DDL has none) and the table property."""
     keys = date_index_keys(spec.table_input() | {"DatabaseName": spec.database})
     return (
@@ -623,18 +624,19 @@ def _index_ddl(spec: TableSpec) -> str:
         "-- year). The index serves =, <, >, BETWEEN on the date keys joined by AND; LIKE, IN, OR\n"
         '-- and NOT are filtered after it (Glue developer guide, "Creating partition indexes").\n'
         f"-- aws glue create-partition-index --database-name {spec.database} --table-name {spec.name} "
-        f"--partition-index 'Keys={','.join(keys)},IndexName={INDEX_NAME}'\n"
+        f"--partition-index 'Keys={','.join(keys)},IndexName={INDEX_NAME}'"
+        f"{f' --catalog-id {catalog_id}' if catalog_id else ''}\n"
         f"ALTER TABLE `{spec.database}`.`{spec.name}` SET TBLPROPERTIES ('{FILTERING}'='true');"
     )
 
 
 def _index_action(plan: InitPlan, done: bool) -> str:
-    """present, created or would create ("" when not asked)."""
-    if not plan.index:
-        return ""
-    if plan.index == "present" and not plan.filtering_to_set:
-        return "present"
-    return "created" if done else "would create"
+    """What happened to the index and the table property ("" when not asked)."""
+    if plan.index == "create":
+        return "created" if done else "would create"
+    if plan.index == "present" and plan.filtering_to_set:
+        return "present; filtering switched on" if done else "present; would switch filtering on"
+    return "present" if plan.index else ""
 
 
 def _warn_if_no_bucket(s3: Any, location: str, err: Console) -> None:

@@ -1340,13 +1340,15 @@ def check_alarms(cloudwatch: Any, sns: Any, target: Target, topic_arn: str) -> F
     ]
     problems = []
     silent = [a["AlarmName"] for a in alarms if not a.get("ActionsEnabled") or not a.get("AlarmActions")]
-    if not alarms:
+    found = {a["AlarmName"] for a in alarms}
+    # The queue-age alarm exists only with a queue (not in s3 mode).
+    queue_age = f"{target.stack}-events-queue-age"
+    missing = [n for n in names if n not in found and (n != queue_age or target.queue_url)]
+    if missing:
         problems.append(
-            Finding(
-                "alarms", WARN, f"none of the stack's alarms ({names[0]}, ...) exists", "redeploy the stack"
-            )
+            Finding("alarms", WARN, f"missing alarms: {', '.join(missing)}", "redeploy the stack")
         )
-    elif silent:
+    if silent:
         problems.append(
             Finding(
                 "alarms",
@@ -1403,39 +1405,58 @@ INDEX_ADVICE_PARTITIONS = 100_000
 
 
 def check_partition_index(glue: Any, target: Target, facts: Facts) -> Finding:
-    """A table past INDEX_ADVICE_PARTITIONS partitions has a partition index Athena uses."""
+    """A table past INDEX_ADVICE_PARTITIONS partitions has a partition index Athena uses: ACTIVE
+    (or CREATING), led by the first date key a query names, with partition filtering on."""
     assert facts.table is not None and facts.scheme is not None
     ref = facts.scheme.table
-    writer = TableWriter(glue, ref)
-    indexes = writer.partition_indexes()
+    indexes = TableWriter(glue, ref).partition_indexes()
     enabled = str((facts.table.get("Parameters") or {}).get(FILTERING, "")).lower() == "true"
     alter = f"ALTER TABLE `{ref.database}`.`{ref.name}` SET TBLPROPERTIES ('{FILTERING}'='true') (Athena)"
-    if indexes:
-        names = ", ".join(
-            f"{i['IndexName']} ({', '.join(k['Name'] for k in i.get('Keys') or [])}) {i.get('IndexStatus', '')}".rstrip()
-            for i in indexes
+    keys = date_index_keys(facts.table)
+
+    def described(i: dict[str, Any]) -> str:
+        return f"{i['IndexName']} ({', '.join(k['Name'] for k in i.get('Keys') or [])}) {i.get('IndexStatus', '')}"
+
+    # "The first key of the index should be passed in the expression" (Glue developer guide).
+    usable = [
+        i
+        for i in indexes
+        if i.get("IndexStatus") in ("ACTIVE", "CREATING")
+        and [k["Name"] for k in i.get("Keys") or []][:1] == keys[:1]
+    ]
+    create = (
+        f"aws glue create-partition-index --database-name {ref.database} --table-name {ref.name} "
+        f"--partition-index 'Keys={','.join(keys)},IndexName={INDEX_NAME}'{_catalog_flag(ref)}"
+    )
+    if usable and not enabled:
+        return Finding(
+            "partition index",
+            WARN,
+            f"the table has partition index {described(usable[0])}, but {FILTERING} is not true: "
+            "Athena does not use it",
+            alter,
         )
-        if not enabled:
-            return Finding(
-                "partition index",
-                WARN,
-                f"the table has partition indexes {names}, but {FILTERING} is not true: Athena does not use them",
-                alter,
-            )
-        return Finding("partition index", OK, f"{names}, with {FILTERING}")
+    if usable:
+        return Finding("partition index", OK, f"{described(usable[0])}, with {FILTERING}")
+    if indexes:
+        return Finding(
+            "partition index",
+            WARN,
+            f"no partition index Athena can use for dates: {'; '.join(described(i) for i in indexes)} "
+            f"(an ACTIVE index led by {keys[0]} is needed)",
+            f"{create}, then {alter}",
+        )
     counted = 0
+    # Counted page by page and stopped past the limit: at most ~100 GetPartitions calls.
     for _ in Catalog(glue, ref).partitions(columns=False):
         counted += 1
         if counted > INDEX_ADVICE_PARTITIONS:
-            keys = ",".join(date_index_keys(facts.table))
             return Finding(
                 "partition index",
                 WARN,
                 f"the table has more than {INDEX_ADVICE_PARTITIONS:,} partitions and no partition index: "
                 "Athena loads every partition to plan each query",
-                f"aws glue create-partition-index --database-name {ref.database} --table-name {ref.name} "
-                f"--partition-index 'Keys={keys},IndexName={INDEX_NAME}'{_catalog_flag(ref)}, then {alter}; "
-                "or vpcflow-partitioner init ... --partition-index",
+                f"{create}, then {alter}; or vpcflow-partitioner init ... --partition-index",
             )
     return Finding(
         "partition index",

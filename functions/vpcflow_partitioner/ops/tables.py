@@ -25,7 +25,8 @@ _INDEXABLE = re.compile(r"^(string|char\(\d+\)|varchar\(\d+\)|int|bigint|long|ti
 INDEX_NAME = "vpcflow_partitioner_date"
 FILTERING = "partition_filtering.enabled"
 MAX_INDEXES = 3  # partition indexes per table (Glue quotas)
-MAX_INDEX_KEYS = 3
+# Not a Glue limit (an index takes one key or more): a date has at most three keys.
+MAX_DATE_KEYS = 3
 
 
 def date_index_keys(table: dict[str, Any]) -> list[str]:
@@ -34,7 +35,7 @@ def date_index_keys(table: dict[str, Any]) -> list[str]:
     range of the index; a query naming an account too filters that range."""
     scheme = Scheme.from_table(table)
     types = {k["Name"]: k.get("Type", "string") for k in table.get("PartitionKeys") or []}
-    keys = [k.name for k in scheme.keys if k.role in ("date", "year", "month", "day")][:MAX_INDEX_KEYS]
+    keys = [k.name for k in scheme.keys if k.role in ("date", "year", "month", "day")][:MAX_DATE_KEYS]
     if not keys:
         raise ConfigurationError(f"table {scheme.table} has no date partition key to index")
     unindexable = [f"{k} {types[k]}" for k in keys if not _INDEXABLE.match(types[k])]
