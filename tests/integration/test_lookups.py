@@ -363,3 +363,25 @@ def test_a_dry_run_says_what_it_would_create_and_writes_nothing(cached: None) ->
     assert report.partitions("would create") == [spec(DAYS[1]), spec(DAYS[2])]
     assert report.partitions("exists") == [spec(DAYS[0])]
     assert set(partitions(glue())) == {(DAYS[0],)} and ddb.total == 0
+
+
+def test_cache_reads_are_strongly_consistent(cached: None) -> None:
+    """A `present` written a moment ago by another container must be seen: no stale read."""
+    requests: list[dict[str, Any]] = []
+    dynamodb().meta.events.register(
+        "before-parameter-build.dynamodb.BatchGetItem", lambda params, **_: requests.append(params)
+    )
+    container().run(messages(*DAYS[:5]), NOW)
+    container().run(messages(*DAYS[:5]), NOW + 1)
+    assert requests and all(r["RequestItems"][CACHE]["ConsistentRead"] is True for r in requests)
+    assert all(len(r["RequestItems"][CACHE]["Keys"]) <= 100 for r in requests)
+
+
+def test_an_unreadable_cache_entry_is_treated_as_held_by_another_invocation(cached: None) -> None:
+    """An item without an expiration (written by hand) never expires the claim condition: the
+    record waits, then fails back for a retry rather than creating over it."""
+    dynamodb().put_item(TableName=CACHE, Item={"id": {"S": cache_id(DAYS[0])}, "status": {"S": "present"}})
+    sleeps: list[float] = []
+    report = container(sleeps).run(messages(DAYS[0]), NOW)
+    assert len(report.failed) == 1 and "being created by another invocation" in report.failed[0].detail
+    assert len(sleeps) == 3 and partitions(glue()) == {}

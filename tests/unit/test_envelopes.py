@@ -273,3 +273,45 @@ def test_records_of_an_unknown_source_are_malformed() -> None:
     sqs = load_event("sqs_s3.json")
     sqs["Records"][0]["body"] = json.dumps({"Records": ["not a record"]})
     assert unwrap(sqs).messages[0].malformed == "unknown record source None"
+
+
+def test_a_plus_alone_is_a_space_in_a_notification() -> None:
+    event = {"Records": [_s3_record("vpc+a/" + DAY29 + "f.log.gz")]}
+    assert unwrap(event).messages[0].objects[0].key == "vpc a/" + DAY29 + "f.log.gz"
+
+
+def test_object_created_from_another_source_than_s3_is_not_an_event() -> None:
+    event = load_event("eventbridge_object_created.json")
+    event["source"] = "custom.uploader"
+    message = unwrap(event).messages[0]
+    assert message.malformed == "not an S3 event" and message.objects == ()
+
+
+@pytest.mark.parametrize(
+    ("detail", "why"),
+    [
+        (None, "EventBridge event without detail"),
+        ({"bucket": {"name": "b"}}, "EventBridge event without bucket or key"),
+        ({"bucket": "b", "object": {"key": "k"}}, "EventBridge event without bucket or key"),
+        (
+            {"bucket": {"name": 1}, "object": {"key": "k"}},
+            "an EventBridge event whose key or bucket is not a string",
+        ),
+    ],
+)
+def test_why_an_eventbridge_event_is_malformed(detail: object, why: str) -> None:
+    event = load_event("eventbridge_object_created.json")
+    event["detail"] = detail
+    assert unwrap(event).messages[0].malformed == why
+
+
+def test_a_direct_sns_event_whose_message_is_not_json_is_malformed() -> None:
+    event = load_event("sns_s3.json")
+    event["Records"][0]["Sns"]["Message"] = "{broken"
+    assert unwrap(event).messages[0].malformed == "SNS message is not JSON"
+
+
+def test_a_batch_task_that_is_not_an_object_is_malformed_alone() -> None:
+    event = {"invocationSchemaVersion": "2.0", "invocationId": "i", "tasks": ["x", None]}
+    assert [m.malformed for m in unwrap(event).messages] == ["task without taskId"] * 2
+    assert unwrap({"invocationSchemaVersion": "1.0", "tasks": "x"}).messages == ()

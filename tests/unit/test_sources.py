@@ -190,7 +190,7 @@ def test_a_table_location_at_the_leaf_is_probed_alone() -> None:
 
 
 def test_the_sweep_covers_the_last_days_including_today() -> None:
-    days = ["2024-02-27", "2024-02-28", "2024-02-29", "2024-03-01"]
+    days = ["2024-02-27", "2024-02-28", "2024-02-29", "2024-03-01", "2024-03-02"]  # and a future one
     s3 = PagingS3([flow_key(d) for d in days], page=2)
     now = datetime(2024, 3, 1, 23, 59, tzinfo=UTC).timestamp()
     messages, truncated = sweep_messages(s3, scheme(f"s3://{BUCKET}/AWSLogs/", MULTI), 2, now)
