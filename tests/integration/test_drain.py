@@ -281,5 +281,5 @@ def test_a_queue_that_cannot_be_read_names_the_queue() -> None:
         def receive_message(self, **kwargs: Any) -> dict[str, Any]:
             raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "ReceiveMessage")
 
-    with pytest.raises(ConfigurationError, match="^SQS https://queue/dlq: AccessDenied: no$"):
+    with pytest.raises(ConfigurationError, match=r"^SQS https://queue/dlq: AccessDenied: no$"):
         drain_queue(Denied([]), "https://queue/dlq", done, wait_seconds=1)
