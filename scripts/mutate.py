@@ -10,6 +10,10 @@ Each mutant runs only the tests that reached its function during mutmut's stats 
     python scripts/mutate.py --module cache   # one module
     python scripts/mutate.py --table          # the table of the last run, nothing run
     python scripts/mutate.py --survivors      # and the diff of each surviving mutant
+
+A surviving mutant judged equivalent (no test a user would care about can tell it from the
+original) is listed, with one line of why, in scripts/equivalent-mutants.txt; the score leaves
+those out: killed / (run - equivalent).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ LINKS = {"src": "functions", "functions": "functions", "tests": "tests", "events
 # Which last digits of a mutant's number a sample of one in N keeps (fnmatch classes).
 SAMPLES = {1: "", 2: "[02468]", 5: "[05]", 10: "0"}
 
+EQUIVALENT = ROOT / "scripts" / "equivalent-mutants.txt"
 KILLED = {1, 3, 24, -24, 36, 152, 255, 37}  # killed, pytest internal error, timeouts, type check
 SURVIVED = {0}
 NO_TESTS = {5, 33}
@@ -69,18 +74,32 @@ def results() -> dict[str, dict[str, int | None]]:
     return out
 
 
+def equivalents() -> dict[str, str]:
+    """Mutant name -> why it is equivalent."""
+    out = {}
+    if EQUIVALENT.exists():
+        for line in EQUIVALENT.read_text().splitlines():
+            name, _, why = line.partition(" ")
+            if name and not name.startswith("#"):
+                out[name] = why.strip()
+    return out
+
+
 def table(data: dict[str, dict[str, int | None]]) -> tuple[str, bool]:
     rows = [
-        "| module | mutants run | killed | survived | no tests | other | score |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| module | mutants run | killed | not killed | of which equivalent | no tests | other | score |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    equivalent = equivalents()
     total: Counter[str] = Counter()
     for module, codes in data.items():
         c: Counter[str] = Counter()
-        for code in codes.values():
+        for name, code in codes.items():
             if code is None:
                 continue
             c["run"] += 1
+            if code not in KILLED and name in equivalent:
+                c["equivalent"] += 1
             c[
                 "killed"
                 if code in KILLED
@@ -97,14 +116,19 @@ def table(data: dict[str, dict[str, int | None]]) -> tuple[str, bool]:
 
 
 def _row(name: str, c: Counter[str]) -> str:
-    score = f"{100 * c['killed'] / c['run']:.1f} %" if c["run"] else "-"
-    return f"| {name} | {c['run']} | {c['killed']} | {c['survived']} | {c['no tests']} | {c['other']} | {score} |"
+    counted = c["run"] - c["equivalent"]
+    score = f"{100 * c['killed'] / counted:.1f} %" if counted else "-"
+    return (
+        f"| {name} | {c['run']} | {c['killed']} | {c['survived'] + c['no tests'] + c['other']} "
+        f"| {c['equivalent']} | {c['no tests']} | {c['other']} | {score} |"
+    )
 
 
 def survivors(data: dict[str, dict[str, int | None]], show_diff: bool) -> None:
+    equivalent = equivalents()
     for codes in data.values():
         for name, code in sorted(codes.items()):
-            if code is not None and code not in KILLED:
+            if code is not None and code not in KILLED and name not in equivalent:
                 print(f"\n## {name} (exit {code})")
                 if show_diff:
                     subprocess.run([_mutmut(), "show", name], cwd=WORK, check=False)
