@@ -193,3 +193,33 @@ def test_transient_glue_failures_fail_the_records_with_the_reason(env: None) -> 
         "2022-08-29: Glue BatchCreatePartition flowlogs.vpc_flow_logs: ThrottlingException: injected ThrottlingException",
     )
     assert report.metrics() == {"RecordsFailed": 1}
+
+
+def test_already_exists_but_gone_when_read_back_is_retried_not_acked(env: None) -> None:
+    create_table(glue())
+    real = glue().batch_create_partition
+    glue().batch_create_partition = lambda **kw: {  # type: ignore[method-assign]
+        "Errors": [
+            {"PartitionValues": ["2022-08-29"], "ErrorDetail": {"ErrorCode": "AlreadyExistsException"}}
+        ]
+    }
+    report = run(message("m", key("2022-08-29")))
+    glue().batch_create_partition = real  # type: ignore[method-assign]
+    assert report.result("m").notes == ("2022-08-29: AlreadyExists, but gone when read back; retry",)
+    assert report.metrics() == {"RecordsFailed": 1}
+
+
+def test_already_exists_whose_folder_cannot_be_read_back_is_retried(
+    env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CACHE_TABLE", helpers.CACHE)
+    ddb = aws.client("dynamodb", "", "us-east-1")
+    helpers.create_cache(ddb)
+    create_table(glue())
+    Partitioner(Settings.from_env(), glue(), ddb).run([message("m", key("2022-08-29"))], NOW)
+    # Glue has it; the cache forgot (a TTL, a prune): a new container claims, and Glue says exists.
+    ddb.delete_item(TableName=helpers.CACHE, Key={"id": ddb.scan(TableName=helpers.CACHE)["Items"][0]["id"]})
+    helpers.inject_error(glue(), "BatchGetPartition", "ThrottlingException")
+    report = Partitioner(Settings.from_env(), glue(), ddb).run([message("m", key("2022-08-29"))], NOW)
+    assert report.failed and "ThrottlingException" in report.result("m").notes[0]
+    assert ddb.scan(TableName=helpers.CACHE)["Items"] == []  # our claim released, nothing marked
