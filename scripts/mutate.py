@@ -35,7 +35,7 @@ PACKAGE = "vpcflow_partitioner"
 MODULES = ("keys", "scheme", "envelopes", "cache", "catalog", "pipeline", "sources")
 LINKS = {"src": "functions", "functions": "functions", "tests": "tests", "events": "events"}
 # Which last digits of a mutant's number a sample of one in N keeps (fnmatch classes).
-SAMPLES = {1: "", 2: "[02468]", 5: "[05]", 10: "0"}
+SAMPLES = {1: "", 2: "[02468]", 5: "[05]", 10: "0", 20: "[02468]0"}
 
 EQUIVALENT = ROOT / "scripts" / "equivalent-mutants.txt"
 KILLED = {1, 3, 24, -24, 36, 152, 255, 37}  # killed, pytest internal error, timeouts, type check
@@ -142,7 +142,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sample", type=int, default=1, help="run one mutant in N (1, 2, 5 or 10)")
+    parser.add_argument("--sample", type=int, default=1, help="run one mutant in N (1, 2, 5, 10 or 20)")
     parser.add_argument("--module", action="append", choices=MODULES, help="only this module (repeatable)")
     parser.add_argument("--keep", action="store_true", help="reuse the last run's stats and results")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("MUTATE_WORKERS", "2")))

@@ -385,3 +385,16 @@ def test_an_unreadable_cache_entry_is_treated_as_held_by_another_invocation(cach
     report = container(sleeps).run(messages(DAYS[0]), NOW)
     assert len(report.failed) == 1 and "being created by another invocation" in report.failed[0].detail
     assert len(sleeps) == 3 and partitions(glue()) == {}
+
+
+def test_claims_are_released_when_the_table_cannot_be_read_before_the_create(cached: None) -> None:
+    """A warm container reads the table again before creating (its columns may have changed);
+    if that read fails, the record fails and our claim goes, so the retry need not wait."""
+    warm = container([])
+    warm.run(messages(DAYS[0]), NOW)
+    helpers.inject_error(glue(), "GetTable", "ThrottlingException", times=1)
+    report = warm.run(messages(DAYS[1]), NOW + 1)
+    assert len(report.failed) == 1 and "ThrottlingException" in report.failed[0].detail
+    assert [i["status"]["S"] for i in items().values()] == ["present"]  # DAYS[0]'s; no claim left
+    sleeps: list[float] = []
+    assert not container(sleeps).run(messages(DAYS[1]), NOW + 2).failed and sleeps == []

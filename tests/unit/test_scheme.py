@@ -279,11 +279,13 @@ def test_descriptor_drift_names_the_fields_athena_reads_differently() -> None:
     assert descriptor_drift(base, descriptor_fingerprint(renamed)) == ["columns"]
     upper = {**TEXT_SD, "Columns": [{**c, "Name": c["Name"].upper()} for c in TEXT_SD["Columns"]]}
     assert descriptor_drift(base, descriptor_fingerprint(upper)) == []  # Hive names are case-blind
+    retyped = {**TEXT_SD, "Columns": [*TEXT_SD["Columns"][:-1], {"Name": "log_status", "Type": "int"}]}
+    assert descriptor_drift(base, descriptor_fingerprint(retyped)) == ["columns"]
     parquet = {
         **TEXT_SD,
         "InputFormat": "parquet.in",
         "OutputFormat": "parquet.out",
-        "SerdeInfo": {"SerializationLibrary": "parquet"},
+        "SerdeInfo": {**TEXT_SD["SerdeInfo"], "SerializationLibrary": "parquet"},
     }
     assert descriptor_drift(base, descriptor_fingerprint(parquet)) == ["serde", "InputFormat", "OutputFormat"]
     assert descriptor_drift(base, descriptor_fingerprint({})) == [

@@ -119,8 +119,10 @@ class EndlessS3(PagingS3):
 
 
 def test_a_truncated_answer_without_a_token_ends_the_listing() -> None:
+    marker_only = flow_key("2024-01-05").rpartition("/")[0] + "/notes.txt"  # a leaf to probe in vain
     keys = [flow_key(d) for d in DAYS]
-    walk = FolderWalk(EndlessS3(keys, page=1000), scheme(f"s3://{BUCKET}/AWSLogs/", MULTI), workers=1)
+    s3 = EndlessS3([*keys, marker_only], page=1000)
+    walk = FolderWalk(s3, scheme(f"s3://{BUCKET}/AWSLogs/", MULTI), workers=1)
     assert found(list(walk.messages())) == set(keys)
 
 
