@@ -10,6 +10,7 @@ Each mutant runs only the tests that reached its function during mutmut's stats 
     python scripts/mutate.py --module cache   # one module
     python scripts/mutate.py --table          # the table of the last run, nothing run
     python scripts/mutate.py --survivors      # and the diff of each surviving mutant
+    python scripts/mutate.py --compare DIR    # before/after over the mutants both runs ran
 
 A surviving mutant judged equivalent (no test a user would care about can tell it from the
 original) is listed, with one line of why, in scripts/equivalent-mutants.txt; the score leaves
@@ -64,11 +65,11 @@ def patterns(modules: list[str], sample: int) -> list[str]:
     return [f"{PACKAGE}.{module}.*__mutmut_*{digit}" for module in modules]
 
 
-def results() -> dict[str, dict[str, int | None]]:
+def results(folder: Path | None = None) -> dict[str, dict[str, int | None]]:
     """module -> mutant name -> exit code (None: not run), from mutmut's .meta files."""
     out: dict[str, dict[str, int | None]] = {}
     for module in MODULES:
-        meta = WORK / "mutants" / "src" / PACKAGE / f"{module}.py.meta"
+        meta = (folder or WORK / "mutants" / "src" / PACKAGE) / f"{module}.py.meta"
         if meta.exists():
             out[module] = json.loads(meta.read_text())["exit_code_by_key"]
     return out
@@ -150,8 +151,21 @@ def main() -> int:
     parser.add_argument(
         "--survivors", action="store_true", help="print the last run's survivors (with diffs)"
     )
+    parser.add_argument(
+        "--compare", type=Path, help="a folder of another run's .meta files: both tables, same mutants"
+    )
     args = parser.parse_args()
 
+    if args.compare:
+        # Both runs, over the mutants both ran: a before/after on the same mutants.
+        before, after = results(args.compare), results()
+        both = {
+            m: {n for n, c in after.get(m, {}).items() if c is not None and before[m].get(n) is not None}
+            for m in before
+        }
+        print("before\n" + table({m: {n: before[m][n] for n in both[m]} for m in before})[0])
+        print("\nafter\n" + table({m: {n: after[m][n] for n in both[m]} for m in before})[0])
+        return 0
     if args.table or args.survivors:
         data = results()
         print(table(data)[0])

@@ -31,6 +31,8 @@ class PagingS3:
 
     def list_objects_v2(self, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(kwargs)
+        # A walk that asks for the same page again and again would never end: fail instead.
+        assert self.calls.count(kwargs) == 1, f"the same page asked for twice: {kwargs}"
         prefix, delimiter = kwargs["Prefix"], kwargs.get("Delimiter")
         entries: list[tuple[str, str]] = []  # (kind, name), in key order, each prefix once
         for key in self.keys:
