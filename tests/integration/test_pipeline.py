@@ -52,6 +52,7 @@ def test_each_message_says_what_was_done_ignored_or_malformed(env: None) -> None
     report = run(
         message("two-files", key("2022-08-29"), key("2022-08-29", name="b"), key("2022-08-30")),
         message("not-a-flow-log", trail),
+        message("named-like-one", "exports/2022/08/29/a.log.gz"),  # a flow-log name, not its folders
         message("other-account", key("2022-08-29", account="210987654321")),
         message_from_body("broken", "{not json"),
         message_from_body("test-event", json.dumps({"Event": "s3:TestEvent"})),
@@ -63,6 +64,7 @@ def test_each_message_says_what_was_done_ignored_or_malformed(env: None) -> None
     assert r("two-files").detail == "2022-08-29 created; 2022-08-30 created"
     assert (r("two-files").notes, r("two-files").unresolved) == ((), False)
     assert r("not-a-flow-log").notes == ("ignored: not a flow-log object",)
+    assert r("named-like-one").notes == ("ignored: not a flow-log object",)
     assert r("other-account").notes == (f"ignored: outside the table location {CLASSIC_LOCATION}",)
     assert not r("not-a-flow-log").unresolved and not r("other-account").unresolved
     assert r("broken").notes == ("malformed: SQS body is not JSON",) and r("broken").unresolved
@@ -70,12 +72,12 @@ def test_each_message_says_what_was_done_ignored_or_malformed(env: None) -> None
     assert r("nothing").detail == "nothing to do" and r("nothing").ok
     assert report.metrics() == {
         "PartitionsCreated": 2,
-        "ObjectsIgnored": 3,
+        "ObjectsIgnored": 4,
         "ObjectsOutsideTable": 1,
         "RecordsMalformed": 1,
     }
     assert report.ignored == {
-        "not a flow-log object": 1,
+        "not a flow-log object": 2,
         f"outside the table location {CLASSIC_LOCATION}": 1,
         "notification s3:TestEvent": 1,
     }
@@ -223,3 +225,19 @@ def test_already_exists_whose_folder_cannot_be_read_back_is_retried(
     report = Partitioner(Settings.from_env(), glue(), ddb).run([message("m", key("2022-08-29"))], NOW)
     assert report.failed and "ThrottlingException" in report.result("m").notes[0]
     assert ddb.scan(TableName=helpers.CACHE)["Items"] == []  # our claim released, nothing marked
+
+
+def test_a_container_that_turned_away_objects_from_many_folders_keeps_working(env: None) -> None:
+    """Each account-region folder turned away is checked against a fresh table once; that
+    memory is bounded (10,000 folders), and a container past the bound carries on."""
+    create_table(glue())
+    partitioner = Partitioner(Settings.from_env(), glue())
+    partitioner.run([message("m", key("2022-08-29"))], NOW)
+    strangers = [message(f"s{i}", key("2022-08-29", account=f"{i:012d}")) for i in range(10_001)]
+    calls = CallCounter(glue())
+    report = partitioner.run(strangers, NOW + 1)
+    assert not report.failed and report.metrics() == {"ObjectsIgnored": 10_001, "ObjectsOutsideTable": 10_001}
+    assert calls.calls["GetTable"] == 1  # one fresh look for the whole invocation
+    later = partitioner.run([message("t", key("2022-08-29", account="999999999999"))], NOW + 2)
+    assert not later.failed and later.metrics() == {"ObjectsIgnored": 1, "ObjectsOutsideTable": 1}
+    assert calls.calls["GetTable"] == 2

@@ -310,3 +310,13 @@ def test_same_folder_sets_scheme_spelling_and_trailing_slash_aside(a: str, b: st
     from vpcflow_partitioner.scheme import same_folder
 
     assert same_folder(a, b) is same
+
+
+def test_a_day_key_beside_a_year_key_is_the_day_of_the_month_not_the_date() -> None:
+    """Only a table with neither year nor month reads `day` as the whole date; with a year
+    and no month, the month folders vary with no key to tell them apart."""
+    t = table("s3://b/AWSLogs/123456789012/vpcflowlogs/us-east-1/", ["year", "day"])
+    skip = plan(t, PLAIN_DAILY)
+    assert isinstance(skip, Skip) and skip.outcome == "unpartitionable" and "month" in skip.reason
+    whole = table("s3://b/AWSLogs/123456789012/vpcflowlogs/us-east-1/", ["day"])
+    assert plan(whole, PLAIN_DAILY).values == ("2022-08-29",)  # type: ignore[union-attr]
