@@ -222,7 +222,10 @@ def test_partitions_reads_every_partition_once_with_its_folder_and_parameters(
         PartitionValueList=list(wanted[0].values),
         PartitionInput={**scheme().partition_input(wanted[0]), "Parameters": {"b": "2", "a": "1"}},
     )
+    calls = Calls("GetPartitions")
     found = list(catalog.partitions(segments=segments))
+    # "TotalSegments: maximum value of 10": Glue refuses more (moto does not).
+    assert {p.get("Segment", {}).get("TotalSegments", 1) for p in calls.params} == {min(segments, 10)}
     assert sorted(p.values for p in found) == sorted(s.values for s in wanted)
     by_values = {p.values: p for p in found}
     assert by_values[wanted[0].values].parameters == (("a", "1"), ("b", "2"))

@@ -398,3 +398,16 @@ def test_claims_are_released_when_the_table_cannot_be_read_before_the_create(cac
     assert [i["status"]["S"] for i in items().values()] == ["present"]  # DAYS[0]'s; no claim left
     sleeps: list[float] = []
     assert not container(sleeps).run(messages(DAYS[1]), NOW + 2).failed and sleeps == []
+
+
+def test_the_cache_is_marked_in_batches_dynamodb_accepts(cached: None) -> None:
+    """BatchWriteItem takes at most 25 requests (moto takes more): 30 new partitions, 2 writes."""
+    requests: list[int] = []
+    dynamodb().meta.events.register(
+        "before-parameter-build.dynamodb.BatchWriteItem",
+        lambda params, **_: requests.append(len(params["RequestItems"][CACHE])),
+    )
+    days = [f"2022-{m:02d}-{d:02d}" for m in (8, 9) for d in range(1, 16)]
+    report = container([]).run(messages(*days), NOW)
+    assert report.metrics() == {"PartitionsCreated": 30} and requests == [25, 5]
+    assert len(items()) == 30
