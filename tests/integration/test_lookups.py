@@ -411,3 +411,27 @@ def test_the_cache_is_marked_in_batches_dynamodb_accepts(cached: None) -> None:
     report = container([]).run(messages(*days), NOW)
     assert report.metrics() == {"PartitionsCreated": 30} and requests == [25, 5]
     assert len(items()) == 30
+
+
+def test_a_table_updated_between_plan_and_create_is_planned_again_with_the_cache(cached: None) -> None:
+    """The warm container's claims for the old plan are released, the new plan claims again, and
+    the partition gets the columns the table has now."""
+    warm = container([])
+    warm.run(messages(DAYS[0]), NOW)
+    table = glue().get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]
+    columns = [*table["StorageDescriptor"]["Columns"], {"Name": "flow_direction", "Type": "string"}]
+    glue().update_table(
+        DatabaseName=DATABASE,
+        TableInput={
+            "Name": TABLE,
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": table["Parameters"],
+            "PartitionKeys": table["PartitionKeys"],
+            "StorageDescriptor": {**table["StorageDescriptor"], "Columns": columns},
+        },
+    )
+    report = warm.run(messages(DAYS[1]), NOW + 1)
+    assert not report.failed and report.metrics() == {"PartitionsCreated": 1}
+    partition = glue().get_partition(DatabaseName=DATABASE, TableName=TABLE, PartitionValues=[DAYS[1]])
+    assert partition["Partition"]["StorageDescriptor"]["Columns"] == columns
+    assert sorted(i["status"]["S"] for i in items().values()) == ["present", "present"]
