@@ -258,3 +258,25 @@ def test_some_partitions_reads_one_short_page_without_columns(catalog: Catalog) 
 def test_the_catalog_id_is_sent_only_for_another_account() -> None:
     assert catalog_id_args("") == {}
     assert catalog_id_args("111122223333") == {"CatalogId": "111122223333"}
+
+
+def test_errors_after_one_that_cannot_be_placed_are_still_read(catalog: Catalog) -> None:
+    wanted = specs(2)
+    real = glue().batch_create_partition
+
+    def create_first_reject_second(**kwargs: Any) -> Any:
+        real(**{**kwargs, "PartitionInputList": kwargs["PartitionInputList"][:1]})
+        return {
+            "Errors": [
+                {"PartitionValues": ["1999-01-01"], "ErrorDetail": {"ErrorCode": "X"}},
+                {
+                    "PartitionValues": list(wanted[1].values),
+                    "ErrorDetail": {"ErrorCode": "ResourceNumberLimitExceededException"},
+                },
+            ]
+        }
+
+    glue().batch_create_partition = create_first_reject_second  # type: ignore[method-assign]
+    outcomes = catalog.create(scheme(), wanted)
+    # The second keeps its own reason (an operator acts on it), not "an error nobody sent".
+    assert outcomes == {wanted[0]: EXISTS, wanted[1]: "ResourceNumberLimitExceededException"}

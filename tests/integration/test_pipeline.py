@@ -241,3 +241,17 @@ def test_a_container_that_turned_away_objects_from_many_folders_keeps_working(en
     later = partitioner.run([message("t", key("2022-08-29", account="999999999999"))], NOW + 2)
     assert not later.failed and later.metrics() == {"ObjectsIgnored": 1, "ObjectsOutsideTable": 1}
     assert calls.calls["GetTable"] == 2
+
+
+def test_a_partition_found_present_is_remembered_by_the_container_but_not_in_a_dry_run(env: None) -> None:
+    create_table(glue())
+    run(message("m", key("2022-08-29")))
+    partitioner = Partitioner(Settings.from_env(), glue())
+    dry = partitioner.run([message("m", key("2022-08-29"), key("2022-08-30"))], NOW, dry_run=True)
+    assert dry.result("m").done == ((("2022-08-29",), "exists"), (("2022-08-30",), "would create"))
+    calls = CallCounter(glue())
+    first = partitioner.run([message("m", key("2022-08-29"))], NOW + 1)
+    assert first.metrics() == {"PartitionsAlreadyPresent": 1}  # a dry run taught it nothing
+    assert calls.calls["BatchGetPartition"] == 1
+    again = partitioner.run([message("m", key("2022-08-29"))], NOW + 2)
+    assert again.metrics() == {"CacheHits": 1} and calls.calls["BatchGetPartition"] == 1
