@@ -199,3 +199,87 @@ def test_a_missing_table_exits_1_before_any_message_is_received(env: None, capsy
     err = capsys.readouterr().err
     assert "EntityNotFoundException" in err and len(err.strip().splitlines()) == 1
     assert counts(url) == (1, 0)
+
+
+class VisibleQueue(ScriptedQueue):
+    """Records which kept messages are made visible again, and the bodies it hands out."""
+
+    def __init__(self, script: list[list[str]], bodies: dict[str, str] | None = None) -> None:
+        super().__init__(script)
+        self.bodies = bodies or {}
+        self.shown: list[list[dict[str, Any]]] = []
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        response = super().receive_message(**kwargs)
+        for m in response["Messages"]:
+            m["Body"] = self.bodies.get(m["MessageId"], '{"Event": "s3:TestEvent"}')
+        return response
+
+    def change_message_visibility_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> None:
+        self.shown.append(Entries)
+
+
+def test_each_message_is_deleted_or_kept_by_what_process_said_and_counted() -> None:
+    fake = VisibleQueue([["a", "b", "c", "d", "e"]], bodies={"e": "not json"})
+    seen: list[Any] = []
+    verdicts = {"a": "done", "b": "failed", "c": "unresolved", "e": "failed"}  # d: not answered for
+    result = drain_queue(fake, "url", lambda ms: {m.id: verdicts[m.id] for m in ms if m.id in verdicts},
+                         on_unreadable=seen.append, wait_seconds=1)  # fmt: skip
+    assert fake.deleted == ["a"]
+    assert (result.received, result.done, result.failed, result.unresolved, result.kept) == (5, 1, 3, 1, 4)
+    assert result.unreadable == 1 and [(u.message_id, u.body) for u in seen] == [("e", "not json")]
+    assert seen[0].reason == "SQS body is not JSON"
+    # What it kept is visible again at once, for the next drain, in batches of at most 10.
+    assert [[e["ReceiptHandle"] for e in batch] for batch in fake.shown] == [["rh-b", "rh-c", "rh-d", "rh-e"]]
+    assert all(e["VisibilityTimeout"] == 0 for e in fake.shown[0])
+
+
+def test_kept_messages_are_shown_again_ten_a_call_even_after_an_error() -> None:
+    fake = VisibleQueue([[f"m{i:02d}" for i in range(10)], [f"n{i:02d}" for i in range(3)], ["boom"]])
+
+    def process(messages: list[Message]) -> dict[str, str]:
+        if messages[0].id == "boom":
+            raise KeyboardInterrupt
+        return {}
+
+    with pytest.raises(KeyboardInterrupt):
+        drain_queue(fake, "url", process, wait_seconds=1)
+    assert [len(batch) for batch in fake.shown] == [10, 4]  # boom's too: it was never answered
+    assert fake.deleted == []
+
+
+def test_a_drain_that_keeps_nothing_shows_nothing_again() -> None:
+    fake = VisibleQueue([["a", "b"]])
+    result = drain_queue(fake, "url", done, wait_seconds=1)
+    assert fake.shown == [] and (result.done, result.kept) == (2, 0)
+
+
+def test_drain_outcome_deletes_only_what_is_done_and_whole() -> None:
+    from vpcflow_partitioner.sources import drain_outcome
+
+    assert drain_outcome(ok=True, unresolved=False) == "done"
+    assert drain_outcome(ok=True, unresolved=True) == "unresolved"
+    assert drain_outcome(ok=False, unresolved=True) == "failed"
+    assert drain_outcome(ok=False, unresolved=False) == "failed"
+
+
+def test_why_sqs_would_not_delete_a_message_is_reported() -> None:
+    class Refuses(ScriptedQueue):
+        def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
+            failed = [{"Id": e["Id"], "Code": "InternalError", "Message": "try later"} for e in Entries]
+            return {"Successful": [], "Failed": failed}
+
+    result = drain_queue(Refuses([["a"]]), "url", done, wait_seconds=1)
+    assert result.problems == ["a: not deleted (InternalError: try later)"] and result.failed == 1
+
+
+def test_a_queue_that_cannot_be_read_names_the_queue() -> None:
+    from botocore.exceptions import ClientError
+    from vpcflow_partitioner.scheme import ConfigurationError
+
+    class Denied(ScriptedQueue):
+        def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "ReceiveMessage")
+
+    with pytest.raises(ConfigurationError, match=r"^SQS https://queue/dlq: AccessDenied: no$"):
+        drain_queue(Denied([]), "https://queue/dlq", done, wait_seconds=1)
