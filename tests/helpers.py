@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +114,22 @@ class CallCounter:
         return sum(self.calls.values())
 
 
-class _Http:
-    def __init__(self, status: int) -> None:
+class HttpResponse:
+    """What a before-call hook hands botocore in place of the HTTP response."""
+
+    def __init__(self, status: int = 200) -> None:
         self.status_code = status
         self.headers: dict[str, str] = {}
         self.content = b""
         self.raw = None
+
+
+def failure(code: str, status: int = 400) -> tuple[HttpResponse, dict[str, Any]]:
+    """A before-call hook's answer: the AWS error `code`, as after botocore's retries."""
+    return HttpResponse(status), {
+        "Error": {"Code": code, "Message": f"injected {code}"},
+        "ResponseMetadata": {},
+    }
 
 
 def inject_error(client: Any, operation: str, code: str, times: int = 10**9, status: int = 400) -> list[int]:
@@ -130,10 +141,43 @@ def inject_error(client: Any, operation: str, code: str, times: int = 10**9, sta
         if left[0] <= 0:
             return None
         left[0] -= 1
-        return _Http(status), {"Error": {"Code": code, "Message": f"injected {code}"}, "ResponseMetadata": {}}
+        return failure(code, status)
 
     client.meta.events.register_first(f"before-call.{service}.{operation}", fail)
     return left
+
+
+def answer(client: Any, operation: str, respond: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Answer `operation` (a JSON-protocol call) on `client` with `respond(request body)`, for
+    what moto does not implement or keep."""
+    service = client.meta.service_model.service_name
+
+    def reply(params: dict[str, Any], **_: Any) -> Any:
+        return HttpResponse(), respond(json.loads(params["body"])) | {
+            "ResponseMetadata": {"HTTPStatusCode": 200}
+        }
+
+    client.meta.events.register_first(f"before-call.{service}.{operation}", reply)
+
+
+def change_table(
+    glue: Any, database: str, table: str, descriptor: dict[str, Any] | None = None, **parameters: str
+) -> dict[str, Any]:
+    """UpdateTable with the table as Glue has it: `descriptor` merged into its StorageDescriptor
+    and `parameters` into its Parameters. Returns the StorageDescriptor it now has."""
+    current = glue.get_table(DatabaseName=database, Name=table)["Table"]
+    sd = {**current["StorageDescriptor"], **(descriptor or {})}
+    glue.update_table(
+        DatabaseName=database,
+        TableInput={
+            "Name": table,
+            "TableType": current.get("TableType", "EXTERNAL_TABLE"),
+            "Parameters": {**(current.get("Parameters") or {}), **parameters},
+            "PartitionKeys": current["PartitionKeys"],
+            "StorageDescriptor": sd,
+        },
+    )
+    return sd
 
 
 def emitted_metrics(text: str) -> dict[str, float]:

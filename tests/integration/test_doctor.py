@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from helpers import ACCOUNT, BUCKET, DATABASE, TABLE, inject_error
+from helpers import ACCOUNT, BUCKET, DATABASE, TABLE, answer, change_table, inject_error
 from moto import mock_aws
 from moto.events.models import EventPattern
 from moto.s3.models import s3_backends
@@ -93,13 +93,11 @@ def env(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def answer_test_event_pattern() -> None:
     """moto has no TestEventPattern; answer it with moto's own rule matcher, as AWS would."""
 
-    def answer(params: dict[str, Any], **_: Any) -> Any:
-        request = json.loads(params["body"])  # the JSON protocol's request body
+    def test(request: dict[str, Any]) -> dict[str, Any]:
         pattern = json.loads(request["EventPattern"])
-        matched = EventPattern(None, pattern).matches_event(json.loads(request["Event"]))
-        return _Http(), {"Result": matched, "ResponseMetadata": {"HTTPStatusCode": 200}}
+        return {"Result": EventPattern(None, pattern).matches_event(json.loads(request["Event"]))}
 
-    client("events").meta.events.register_first("before-call.events.TestEventPattern", answer)
+    answer(client("events"), "TestEventPattern", test)
 
 
 def report_eventbridge_configuration() -> None:
@@ -113,13 +111,6 @@ def report_eventbridge_configuration() -> None:
             parsed["EventBridgeConfiguration"] = {}
 
     client("s3").meta.events.register("after-call.s3.GetBucketNotificationConfiguration", add)
-
-
-class _Http:
-    status_code = 200
-    headers: dict[str, str] = {}
-    content = b""
-    raw = None
 
 
 def function_zip() -> bytes:
@@ -426,13 +417,7 @@ def test_the_function_and_dlq_are_found_from_the_queue(env: None, capsys: pytest
 
 def test_a_table_outside_the_bucket_fails(env: None, capsys: pytest.CaptureFixture[str]) -> None:
     d = deploy()
-    table = client("glue").get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]
-    descriptor = table["StorageDescriptor"] | {"Location": "s3://another-bucket/AWSLogs/"}
-    client("glue").update_table(
-        DatabaseName=DATABASE,
-        TableInput={k: table[k] for k in ("Name", "TableType", "Parameters", "PartitionKeys")}
-        | {"StorageDescriptor": descriptor},
-    )
+    change_table(client("glue"), DATABASE, TABLE, {"Location": "s3://another-bucket/AWSLogs/"})
     code, findings = run(capsys, d.args("--bucket", BUCKET, "--prefix", "AWSLogs/"))
     assert code == 3
     failure = findings["table"]
@@ -499,14 +484,7 @@ def test_a_table_at_the_bucket_root_gets_a_rule_without_prefix_in_place_of_the_n
     env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     d = deploy(with_notification=False)
-    glue = client("glue")
-    table = glue.get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]
-    descriptor = table["StorageDescriptor"] | {"Location": f"s3://{BUCKET}/"}
-    glue.update_table(
-        DatabaseName=DATABASE,
-        TableInput={k: table[k] for k in ("Name", "PartitionKeys", "Parameters", "TableType")}
-        | {"StorageDescriptor": descriptor},
-    )
+    change_table(client("glue"), DATABASE, TABLE, {"Location": f"s3://{BUCKET}/"})
     write_notification(d, [queue_rule(d.queue_arn, prefix="AWSLogs/", rule_id="narrow")])
     code, findings = run(capsys, d.args())
     assert code == 0  # a warning: the rule works for AWSLogs/, flow logs elsewhere would not notify
@@ -760,20 +738,25 @@ def test_a_non_empty_dlq_fails_with_the_replay_command(env: None, capsys: pytest
     assert failure["fix"].endswith(f"vpcflow-partitioner replay --queue-url {d.dlq_url}")
 
 
-def test_the_dlq_age_comes_from_cloudwatch(env: None, capsys: pytest.CaptureFixture[str]) -> None:
-    d = deploy()
-    client("sqs").send_message(QueueUrl=d.dlq_url, MessageBody="{}")
+def oldest_message_age(queue: str, seconds: int) -> None:
+    """The CloudWatch datapoint SQS would have published two minutes ago."""
     client("cloudwatch").put_metric_data(
         Namespace="AWS/SQS",
         MetricData=[
             {
                 "MetricName": "ApproximateAgeOfOldestMessage",
-                "Dimensions": [{"Name": "QueueName", "Value": "vpcflow-partitioner-test-dlq"}],
+                "Dimensions": [{"Name": "QueueName", "Value": queue}],
                 "Timestamp": datetime.now(UTC) - timedelta(minutes=2),
-                "Value": 5400,
+                "Value": seconds,
             }
         ],
     )
+
+
+def test_the_dlq_age_comes_from_cloudwatch(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    d = deploy()
+    client("sqs").send_message(QueueUrl=d.dlq_url, MessageBody="{}")
+    oldest_message_age("vpcflow-partitioner-test-dlq", 5400)
     code, findings = run(capsys, d.args())
     assert code == 3
     assert "the oldest is 90 min (CloudWatch" in findings["dlq"]["detail"]
@@ -827,17 +810,7 @@ def test_an_events_queue_nobody_drains_fails(env: None, capsys: pytest.CaptureFi
         "vpcflow-partitioner-test-events"
     ].lambda_event_source_mappings.clear()
     client("sqs").send_message(QueueUrl=d.queue_url, MessageBody="{}")
-    client("cloudwatch").put_metric_data(
-        Namespace="AWS/SQS",
-        MetricData=[
-            {
-                "MetricName": "ApproximateAgeOfOldestMessage",
-                "Dimensions": [{"Name": "QueueName", "Value": "vpcflow-partitioner-test-events"}],
-                "Timestamp": datetime.now(UTC) - timedelta(minutes=2),
-                "Value": 7200,
-            }
-        ],
-    )
+    oldest_message_age("vpcflow-partitioner-test-events", 7200)
     code, findings = run(capsys, d.args())
     assert code == 3
     backlog = findings["backlog"]
@@ -867,19 +840,8 @@ def test_a_partition_index_athena_cannot_use_warns(
 ) -> None:
     d = deploy()
     indexes: list[dict[str, Any]] = []
-
-    def get_indexes(params: dict[str, Any], **_: Any) -> Any:
-        return _Http(), {"PartitionIndexDescriptorList": indexes, "ResponseMetadata": {"HTTPStatusCode": 200}}
-
-    client("glue").meta.events.register_first("before-call.glue.GetPartitionIndexes", get_indexes)
-    glue = client("glue")
-    table = glue.get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]
-    keep = ("Name", "PartitionKeys", "StorageDescriptor", "TableType")
-    glue.update_table(
-        DatabaseName=DATABASE,
-        TableInput={k: table[k] for k in keep}
-        | {"Parameters": table["Parameters"] | {"partition_filtering.enabled": "true"}},
-    )
+    answer(client("glue"), "GetPartitionIndexes", lambda _: {"PartitionIndexDescriptorList": indexes})
+    change_table(client("glue"), DATABASE, TABLE, **{"partition_filtering.enabled": "true"})
     date_keys = [{"Name": k} for k in ("year", "month", "day")]
     for index, verdict in (
         ({"IndexName": "by_date", "Keys": date_keys, "IndexStatus": "ACTIVE"}, "ok"),

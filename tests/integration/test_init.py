@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import ACCOUNT, BUCKET, CLASSIC_LOCATION, load_event, partitions
+from helpers import ACCOUNT, BUCKET, CLASSIC_LOCATION, answer, change_table, load_event, partitions
 from vpcflow_partitioner import aws, handlers
 from vpcflow_partitioner.formats import FIELDS, PARQUET, TableSpec, columns, format_string
 from vpcflow_partitioner.ops.cli import main
@@ -173,13 +173,6 @@ def test_dry_run_creates_nothing_and_says_what_it_would(world: None, capsys: Any
     assert init("--dry-run") == 0  # in step: nothing to do
 
 
-class _Http:
-    status_code = 200
-    headers: dict[str, str] = {}
-    content = b""
-    raw = None
-
-
 @pytest.fixture
 def glue_indexes(world: None) -> dict[str, Any]:
     """Glue's partition indexes, which moto does not keep: CreateTable's PartitionIndexes and
@@ -193,22 +186,20 @@ def glue_indexes(world: None) -> dict[str, Any]:
                 {"IndexName": index["IndexName"], "Keys": [{"Name": k} for k in index["Keys"]]}
             )
 
-    def create_index(params: dict[str, Any], **_: Any) -> Any:
-        index = json.loads(params["body"])["PartitionIndex"]
+    def create_index(request: dict[str, Any]) -> dict[str, Any]:
+        index = request["PartitionIndex"]
         store["requests"].append(("CreatePartitionIndex", index))
         store["indexes"].append(
             {"IndexName": index["IndexName"], "Keys": [{"Name": k} for k in index["Keys"]]}
         )
-        return _Http(), {"ResponseMetadata": {"HTTPStatusCode": 200}}
+        return {}
 
-    def get_indexes(params: dict[str, Any], **_: Any) -> Any:
-        listed = [{"IndexStatus": "ACTIVE"} | i for i in store["indexes"]]
-        return _Http(), {"PartitionIndexDescriptorList": listed, "ResponseMetadata": {"HTTPStatusCode": 200}}
+    def get_indexes(_: dict[str, Any]) -> dict[str, Any]:
+        return {"PartitionIndexDescriptorList": [{"IndexStatus": "ACTIVE"} | i for i in store["indexes"]]}
 
-    events = glue().meta.events
-    events.register_first("before-call.glue.CreateTable", create_table)
-    events.register_first("before-call.glue.CreatePartitionIndex", create_index)
-    events.register_first("before-call.glue.GetPartitionIndexes", get_indexes)
+    glue().meta.events.register_first("before-call.glue.CreateTable", create_table)  # then moto's
+    answer(glue(), "CreatePartitionIndex", create_index)
+    answer(glue(), "GetPartitionIndexes", get_indexes)
     return store
 
 
@@ -362,11 +353,6 @@ def test_an_existing_table_is_indexed_on_its_own_keys_whatever_the_flags(
 
 def test_update_keeps_the_tables_other_properties(world: None) -> None:
     assert init() == 0
-    table = glue().get_table(DatabaseName=DB, Name=TABLE)["Table"]
-    keep = ("Name", "PartitionKeys", "StorageDescriptor", "TableType")
-    glue().update_table(
-        DatabaseName=DB,
-        TableInput={k: table[k] for k in keep} | {"Parameters": table["Parameters"] | {"team": "netsec"}},
-    )
+    change_table(glue(), DB, TABLE, team="netsec")
     assert init("--format", format_string(FIELDS[:20]), "--update", "--yes") == 0
     assert glue().get_table(DatabaseName=DB, Name=TABLE)["Table"]["Parameters"]["team"] == "netsec"

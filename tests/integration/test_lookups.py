@@ -11,7 +11,16 @@ from typing import Any
 
 import helpers
 import pytest
-from helpers import ACCOUNT, CLASSIC_LOCATION, DATABASE, TABLE, CallCounter, create_table, partitions
+from helpers import (
+    ACCOUNT,
+    CLASSIC_LOCATION,
+    DATABASE,
+    TABLE,
+    CallCounter,
+    change_table,
+    create_table,
+    partitions,
+)
 from vpcflow_partitioner import aws
 from vpcflow_partitioner.cache import item_id
 from vpcflow_partitioner.config import Settings
@@ -420,16 +429,7 @@ def test_a_table_updated_between_plan_and_create_is_planned_again_with_the_cache
     warm.run(messages(DAYS[0]), NOW)
     table = glue().get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]
     columns = [*table["StorageDescriptor"]["Columns"], {"Name": "flow_direction", "Type": "string"}]
-    glue().update_table(
-        DatabaseName=DATABASE,
-        TableInput={
-            "Name": TABLE,
-            "TableType": "EXTERNAL_TABLE",
-            "Parameters": table["Parameters"],
-            "PartitionKeys": table["PartitionKeys"],
-            "StorageDescriptor": {**table["StorageDescriptor"], "Columns": columns},
-        },
-    )
+    change_table(glue(), DATABASE, TABLE, {"Columns": columns})
     report = warm.run(messages(DAYS[1]), NOW + 1)
     assert not report.failed and report.metrics() == {"PartitionsCreated": 1}
     partition = glue().get_partition(DatabaseName=DATABASE, TableName=TABLE, PartitionValues=[DAYS[1]])

@@ -18,8 +18,10 @@ from helpers import (
     TABLE,
     TEXT_SD,
     CallCounter,
+    change_table,
     create_table,
     emitted_metrics,
+    failure,
     partitions,
 )
 from vpcflow_partitioner import aws, handlers
@@ -359,16 +361,7 @@ def test_a_warm_container_creates_partitions_with_the_tables_current_columns(env
     assert handlers.on_object_created(notify(put(key_at(DAY)))) == {"batchItemFailures": []}
     table = glue().get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]
     columns = [*table["StorageDescriptor"]["Columns"], {"Name": "flow_direction", "Type": "string"}]
-    glue().update_table(
-        DatabaseName=DATABASE,
-        TableInput={
-            "Name": TABLE,
-            "TableType": "EXTERNAL_TABLE",
-            "Parameters": table["Parameters"],
-            "PartitionKeys": table["PartitionKeys"],
-            "StorageDescriptor": {**table["StorageDescriptor"], "Columns": columns},
-        },
-    )
+    change_table(glue(), DATABASE, TABLE, {"Columns": columns})
     later = DAY + timedelta(days=1)
     assert handlers.on_object_created(notify(put(key_at(later)))) == {"batchItemFailures": []}
     partition = glue().get_partition(
@@ -380,17 +373,7 @@ def test_a_warm_container_creates_partitions_with_the_tables_current_columns(env
 def test_a_warm_container_follows_a_location_move(env: None) -> None:
     create_table(glue(), f"s3://{BUCKET}/old/AWSLogs/", MULTI_KEYS)
     assert handlers.on_object_created(notify(put(key_at(DAY, prefix="old/")))) == {"batchItemFailures": []}
-    table = glue().get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]
-    glue().update_table(
-        DatabaseName=DATABASE,
-        TableInput={
-            "Name": TABLE,
-            "TableType": "EXTERNAL_TABLE",
-            "Parameters": table["Parameters"],
-            "PartitionKeys": table["PartitionKeys"],
-            "StorageDescriptor": {**table["StorageDescriptor"], "Location": f"s3://{BUCKET}/new/AWSLogs/"},
-        },
-    )
+    change_table(glue(), DATABASE, TABLE, {"Location": f"s3://{BUCKET}/new/AWSLogs/"})
     later = DAY + timedelta(days=1)
     assert handlers.on_object_created(notify(put(key_at(later, prefix="new/")))) == {"batchItemFailures": []}
     assert partitions(glue())[multi_values(later)] == f"s3://{BUCKET}/new/{key_at(later).rsplit('/', 1)[0]}/"
@@ -531,19 +514,7 @@ def test_a_kill_between_claim_and_create_fails_the_record_until_the_claim_expire
 
 
 def _update_table(**changes: Any) -> list[dict[str, str]]:
-    table = glue().get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]
-    descriptor = {**table["StorageDescriptor"], **changes}
-    glue().update_table(
-        DatabaseName=DATABASE,
-        TableInput={
-            "Name": TABLE,
-            "TableType": "EXTERNAL_TABLE",
-            "Parameters": table["Parameters"],
-            "PartitionKeys": table["PartitionKeys"],
-            "StorageDescriptor": descriptor,
-        },
-    )
-    return list(descriptor["Columns"])
+    return list(change_table(glue(), DATABASE, TABLE, changes)["Columns"])
 
 
 def test_audit_reports_and_fixes_storage_descriptor_drift(
@@ -1006,16 +977,6 @@ def folder_of(key: str) -> str:
     return f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}/"
 
 
-def _answer(code: str) -> Any:
-    class _Http:
-        status_code = 400
-        headers: dict[str, str] = {}
-        content = b""
-        raw = None
-
-    return _Http(), {"Error": {"Code": code, "Message": f"injected {code}"}, "ResponseMetadata": {}}
-
-
 def test_a_cache_that_cannot_forget_after_the_delete_gets_its_partition_back(
     cached: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1035,7 +996,7 @@ def test_a_cache_that_cannot_forget_after_the_delete_gets_its_partition_back(
     glue().meta.events.register("before-call.glue.BatchDeletePartition", another_container_marks_present)
     dynamodb().meta.events.register_first(
         "before-call.dynamodb.BatchWriteItem",
-        lambda **_: _answer("ProvisionedThroughputExceededException") if state["deleted"] else None,
+        lambda **_: failure("ProvisionedThroughputExceededException") if state["deleted"] else None,
     )
     assert main(["audit", "--prune", "--yes"]) == 1
     state["deleted"] = False
@@ -1083,7 +1044,7 @@ def test_an_orphan_that_cannot_be_listed_again_is_kept_and_a_failure(
 
     s3().meta.events.register("before-parameter-build.s3.ListObjectsV2", deny_the_second_listing)
     s3().meta.events.register_first(
-        "before-call.s3.ListObjectsV2", lambda **_: _answer("AccessDenied") if len(seen) == 2 else None
+        "before-call.s3.ListObjectsV2", lambda **_: failure("AccessDenied") if len(seen) == 2 else None
     )
     capsys.readouterr()
     assert main(["audit", "--prune", "--no-cache", "--yes", "--json"]) == 1
