@@ -74,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         resources = glue_resources(spec, args.create_database.lower() == "true")
     routing = {
-        "keyPrefix": key_prefix,
         "notifications": notification_filters(key_prefix),
         "eventPattern": event_pattern(args.bucket, key_prefix),
     }

@@ -35,7 +35,7 @@ from ..scheme import ConfigurationError, PartitionSpec, Scheme, TableRef, same_f
 from ..sources import DateRange, FolderWalk, leaf_folder
 from .bootstrap import read_object_fields
 from .policy import SERVICE_CONTEXT, Request, evaluate_policy, listify, policy_document
-from .routing import event_pattern, notification_filters, rule_id, unencoded
+from .routing import SUFFIXES, event_pattern, notification_filters, rule_id, unencoded
 from .synthetic import object_key
 from .tables import FILTERING, INDEX_NAME, TableWriter, date_index_keys
 
@@ -49,7 +49,6 @@ FRESH_HOURS = 2
 # window. A partition missing for a folder younger than this may still be on its way.
 IN_FLIGHT_SECONDS = 300
 _SAMPLED_FOLDERS = 20  # at most this many fresh folders get their files' columns read
-_SUFFIXES = {"text": ".log.gz", "parquet": ".log.parquet"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -542,7 +541,7 @@ def check_notification(s3: Any, sns: Any, target: Target, facts: Facts) -> Findi
     assert facts.scheme is not None and facts.table is not None
     scheme = facts.scheme
     config = s3.get_bucket_notification_configuration(Bucket=scheme.bucket)
-    suffix = _SUFFIXES[table_file_format(facts.table)]
+    suffix = SUFFIXES[table_file_format(facts.table)]
     notify_prefix = target.notification_prefix
     if not notify_prefix or not scheme.prefix.startswith(notify_prefix):
         notify_prefix = scheme.prefix

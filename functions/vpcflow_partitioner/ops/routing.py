@@ -18,7 +18,9 @@ from ..keys import FLOW_LOG_SUFFIXES
 # A space is "+" ("If your prefix or suffix contains a space, you must replace it with the '+'
 # character", same page), as in the keys of S3's events (form encoding).
 _SAFE = frozenset(string.ascii_letters + string.digits + "!-_.*'()/%+")
-_SUFFIX_NAMES = {".log.gz": "text", ".log.parquet": "parquet"}
+# The file each table format reads: a text table's `.log.gz`, a Parquet table's `.log.parquet`.
+SUFFIXES = {"text": FLOW_LOG_SUFFIXES[0], "parquet": FLOW_LOG_SUFFIXES[1]}
+_KINDS = {suffix: kind for kind, suffix in SUFFIXES.items()}
 
 
 def unencoded(value: str) -> list[str]:
@@ -39,7 +41,7 @@ def encode_filter(value: str) -> str:
 def rule_id(name: str, suffix: str) -> str:
     """The notification rule's Id: the stack's name (service-stage) and the file kind, so that
     stages sharing a bucket never touch each other's rules."""
-    return f"{name}-{_SUFFIX_NAMES.get(suffix, suffix.strip('.').replace('.', '-'))}"
+    return f"{name}-{_KINDS[suffix]}"
 
 
 def notification_filters(key_prefix: str) -> list[dict[str, str]]:
