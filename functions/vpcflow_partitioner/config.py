@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import ChainMap
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 SERVICE = "vpcflow-partitioner"
 
@@ -14,13 +15,47 @@ class SettingsError(ValueError):
     """An environment variable is missing or malformed."""
 
 
+# Glue names: database and table names are at most 255 characters without "." (that separates
+# them here) or ","; a catalog id is the 12-digit account that owns the catalog.
+_TABLE_NAME = re.compile(
+    r"^(?:(?P<catalog>\d{12}):)?(?P<database>[^.,:\s]{1,255})\.(?P<table>[^.,\s]{1,255})$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TableName:
+    """One configured table, written "[catalog:]database.table" (GLUE_TABLES)."""
+
+    catalog_id: str
+    database: str
+    table: str
+
+    def __str__(self) -> str:
+        name = f"{self.database}.{self.table}"
+        return f"{self.catalog_id}:{name}" if self.catalog_id else name
+
+    @classmethod
+    def parse(cls, text: str, catalog_id: str = "") -> TableName:
+        """ "[catalog:]database.table"; `catalog_id` when the text names none."""
+        match = _TABLE_NAME.match(text.strip())
+        if match is None:
+            raise SettingsError(f"{text.strip()!r} is not a table: write [catalog:]database.table")
+        return cls(match["catalog"] or catalog_id, match["database"], match["table"])
+
+    def matches(self, text: str) -> bool:
+        """Whether `text` names this table: as written, database.table, or the bare table name."""
+        return text in (str(self), f"{self.database}.{self.table}", self.table)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """What a deployment configures; everything else comes from the Glue table."""
 
-    database: str
+    database: str  # the first table's (the only one's in the one-table form)
     table: str
     catalog_id: str = ""
+    # Every table the deployment keeps (GLUE_TABLES), in the order written; () means the one above.
+    tables: tuple[TableName, ...] = ()
     cache_table: str = ""
     cache_ttl_days: int = 35
     source_buckets: frozenset[str] = frozenset()
@@ -44,19 +79,16 @@ class Settings:
             {k: v for k, v in overrides.items() if v},
             os.environ if environ is None else dict(environ),
         )
-        database = env.get("GLUE_DATABASE", "").strip()
-        table = env.get("GLUE_TABLE", "").strip()
-        if not database or not table:
-            raise SettingsError(
-                "name the table to keep partitioned: GLUE_DATABASE and GLUE_TABLE "
-                "(--database and --table on the command line)"
-            )
+        catalog_id = env.get("GLUE_CATALOG_ID", "").strip()
+        tables = _tables(env, overrides, catalog_id)
+        first = tables[0]
         where = Connection.read(env)
         buckets = frozenset(b.strip() for b in env.get("SOURCE_BUCKETS", "").split(",") if b.strip())
         return cls(
-            database=database,
-            table=table,
-            catalog_id=env.get("GLUE_CATALOG_ID", "").strip(),
+            database=first.database,
+            table=first.table,
+            catalog_id=first.catalog_id,
+            tables=tables,
             cache_table=env.get("CACHE_TABLE", "").strip(),
             cache_ttl_days=_int_setting(env, "CACHE_TTL_DAYS", 35),
             source_buckets=buckets,
@@ -67,6 +99,53 @@ class Settings:
             region=where.region,
             profile=where.profile,
         )
+
+    @property
+    def table_names(self) -> tuple[TableName, ...]:
+        """Every table this deployment keeps (one in the one-table form)."""
+        return self.tables or (TableName(self.catalog_id, self.database, self.table),)
+
+    def for_table(self, name: TableName) -> Settings:
+        """These settings for one of the tables: what a Partitioner of that table reads."""
+        return replace(
+            self, database=name.database, table=name.table, catalog_id=name.catalog_id, tables=(name,)
+        )
+
+
+def _tables(env: Mapping[str, str], overrides: Mapping[str, str], catalog_id: str) -> tuple[TableName, ...]:
+    """GLUE_TABLES, or the one table GLUE_DATABASE and GLUE_TABLE name; a --table flag alone picks
+    one of GLUE_TABLES, and --database with --table name a table outright."""
+    database = env.get("GLUE_DATABASE", "").strip()
+    table = env.get("GLUE_TABLE", "").strip()
+    listed = env.get("GLUE_TABLES", "").strip()
+    if not listed or (overrides.get("GLUE_DATABASE") and overrides.get("GLUE_TABLE")):
+        if not database or not table:
+            raise SettingsError(
+                "name the table to keep partitioned: GLUE_DATABASE and GLUE_TABLE, or GLUE_TABLES "
+                "(--database and --table on the command line)"
+            )
+        return (TableName(catalog_id, database, table),)
+    names = tuple(TableName.parse(text, catalog_id) for text in listed.split(",") if text.strip())
+    if not names:
+        raise SettingsError(f"GLUE_TABLES={listed!r} names no table")
+    repeated = [str(n) for n in names if names.count(n) > 1]
+    if repeated:
+        raise SettingsError(f"GLUE_TABLES names {repeated[0]} twice")
+    picked = overrides.get("GLUE_TABLE", "").strip()
+    if picked:
+        chosen = [n for n in names if n.matches(picked)]
+        if len(chosen) != 1:
+            raise SettingsError(
+                f"--table {picked}: {'more than one' if chosen else 'not one'} of GLUE_TABLES "
+                f"({', '.join(map(str, names))}); write it as database.table"
+            )
+        return tuple(chosen)
+    if database and table and not any(n.database == database and n.table == table for n in names):
+        # Two ways of naming the tables that disagree: refuse rather than pick one.
+        raise SettingsError(
+            f"GLUE_DATABASE and GLUE_TABLE name {database}.{table}, which GLUE_TABLES does not list"
+        )
+    return names
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,7 +21,7 @@ from . import aws
 from .config import SERVICE, Settings, tracing_enabled
 from .envelopes import Envelope, unwrap
 from .errors import TransientError
-from .pipeline import Partitioner, Report
+from .pipeline import Fleet, Report, merged
 from .scheme import ConfigurationError
 
 logger = Logger(service=SERVICE)
@@ -57,8 +58,9 @@ _cache_hits = _CacheHits()
 
 
 @functools.cache
-def _partitioner(settings: Settings) -> Partitioner:
-    return Partitioner(
+def _fleet(settings: Settings) -> Fleet:
+    """A Partitioner per configured table (GLUE_TABLES, or the one GLUE_DATABASE.GLUE_TABLE)."""
+    return Fleet.build(
         settings,
         glue=aws.client("glue", settings.endpoint_url, settings.region),
         dynamodb=aws.client("dynamodb", settings.endpoint_url, settings.region)
@@ -70,7 +72,7 @@ def _partitioner(settings: Settings) -> Partitioner:
 def reset() -> None:
     """Forget warm-container state and clients (a new container, for tests)."""
     _settings.cache_clear()
-    _partitioner.cache_clear()
+    _fleet.cache_clear()
     _cache_hits.pending, _cache_hits.published_at = 0, 0.0
     aws.reset()
 
@@ -89,18 +91,18 @@ def on_schedule(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 @_traced
 def _on_object_created(event: dict[str, Any], context: Any) -> dict[str, Any]:
     envelope = unwrap(event)
-    partitioner = _partitioner(_settings())
+    fleet = _fleet(_settings())
     now = time.time()
     try:
-        report = partitioner.run(envelope.messages, now=now)
+        report = fleet.run(envelope.messages, now=now)
     except ConfigurationError as exc:
         # Loud, every time: the records go back to their retry path and on to the DLQ.
         logger.error("configuration error", error=str(exc))
-        _publish({"RecordsFailed": len(envelope.messages)}, now)
+        _publish(Report(counts=Counter(RecordsFailed=len(envelope.messages))), now)
         if envelope.kind == "batch":
             return _batch_response(envelope, None, permanent=str(exc))
         raise
-    _publish(report.metrics(), now)
+    _publish(report, now)
     if envelope.kind == "sqs":
         return _sqs_response(report)
     if envelope.kind == "batch":
@@ -114,36 +116,51 @@ def _on_object_created(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @_traced
 def _on_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = _settings()
-    partitioner = _partitioner(settings)
     now = time.time()
-    scheme = partitioner.scheme(now)
     from .sources import sweep_messages  # the walk: for the sweep only, not every cold start
 
-    messages, truncated = sweep_messages(
-        aws.client("s3", settings.endpoint_url, settings.region),
-        scheme,
-        days=settings.reconcile_days,
-        now=now,
-    )
-    # The sweep asks Glue, never the cache: it exists to repair what the cache missed.
-    report = partitioner.run(messages, now=now, use_cache=False)
-    _publish(report.metrics(), now)
-    if report.failed:
-        raise TransientError("; ".join(r.detail for r in report.failed))
-    if truncated:
+    s3 = aws.client("s3", settings.endpoint_url, settings.region)
+    failures: list[str] = []
+    stopped: list[str] = []
+    reports: list[Report] = []
+    # Each table walks its own Location and creates its own partitions: one table that
+    # cannot be read or walked does not stop the others' sweep.
+    for partitioner in _fleet(settings).partitioners:
+        try:
+            scheme = partitioner.scheme(now)
+            messages, truncated = sweep_messages(s3, scheme, days=settings.reconcile_days, now=now)
+            # The sweep asks Glue, never the cache: it exists to repair what the cache missed.
+            report = partitioner.run(messages, now=now, use_cache=False)
+        except (TransientError, ConfigurationError) as exc:
+            if len(_fleet(settings).partitioners) == 1:
+                raise
+            logger.error("table not swept", table=partitioner.name, error=str(exc))
+            failures.append(f"{partitioner.name}: {exc}")
+            continue
+        reports.append(report)
+        failures += [f"{partitioner.name}: {r.detail}" for r in report.failed]
+        if truncated:
+            stopped.append(scheme.location)
+    report = merged(reports)
+    _publish(report, now)
+    if failures:
+        raise TransientError("; ".join(failures))
+    if stopped:
         # Loud, every run: a sweep that never finishes must not look like a healthy one.
         raise ConfigurationError(
             f"the sweep stopped at its list-call budget before seeing every folder under "
-            f"{scheme.location}: set the table Location to the AWSLogs/ folder, or run "
+            f"{', '.join(stopped)}: set the table Location to the AWSLogs/ folder, or run "
             "`vpcflow-partitioner backfill`"
         )
     return _summary(report)
 
 
-def _publish(counts: dict[str, int], now: float) -> None:
+def _publish(report: Report, now: float) -> None:
     """One EMF document on stdout for what happened, unless it was only cache hits: those are
-    added to a later document, or published alone CACHE_HITS_METRICS_SECONDS after the last."""
-    counts = {name: count for name, count in counts.items() if count}
+    added to a later document, or published alone CACHE_HITS_METRICS_SECONDS after the last.
+    The totals carry the `service` dimension alone (what the alarms read); with more than one
+    table, each table's counts follow in a document of its own with (`service`, `table`)."""
+    counts = {name: count for name, count in report.metrics().items() if count}
     hits = _cache_hits
     hits.pending += counts.pop("CacheHits", 0)
     # A new container publishes at once (published_at 0): a burst of short-lived containers
@@ -157,6 +174,17 @@ def _publish(counts: dict[str, int], now: float) -> None:
     for name, count in counts.items():
         metrics.add_metric(name, MetricUnit.Count, count)
     metrics.flush_metrics()
+    if len(report.tables) < 2:
+        return
+    for table, part in report.tables.items():
+        # Per table: what its partitions did and what failed in it (cache hits: totals only).
+        per_table = {n: c for n, c in part.metrics().items() if c and n != "CacheHits"}
+        if not per_table:
+            continue
+        metrics.add_dimension("table", table)
+        for name, count in per_table.items():
+            metrics.add_metric(name, MetricUnit.Count, count)
+        metrics.flush_metrics()
 
 
 def _summary(report: Report) -> dict[str, Any]:

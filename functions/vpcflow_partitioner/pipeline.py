@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,7 +83,9 @@ class Report:
     results: list[MessageResult] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     outcomes: dict[PartitionSpec, str] = field(default_factory=dict)
-    ignored: Counter[str] = field(default_factory=Counter)  # why objects were not this table's
+    ignored: Counter[str] = field(default_factory=Counter)  # why objects were no table's
+    # Per table ([catalog:]database.table): its partitions' outcomes and its own counts.
+    tables: dict[str, Report] = field(default_factory=dict)
     _index: dict[str, MessageResult] = field(default_factory=dict, repr=False)
 
     @property
@@ -152,7 +154,7 @@ class Partitioner:
         self._scheme: Scheme | None = None
         self._read_at = 0.0
         self._rechecked: set[tuple[str, str]] = set()  # folders whose negative decision was re-checked
-        self._plans: dict[tuple[str, str], PartitionSpec | Skip] = {}  # (bucket, folder) -> plan
+        self._plans: dict[tuple[str, str, bool], PartitionSpec | Skip] = {}  # (bucket, folder, parquet)
         self._plans_for: tuple[Any, ...] = ()  # the table version the plans were made for
 
     def scheme(self, now: float | None = None) -> Scheme:
@@ -212,7 +214,18 @@ class Partitioner:
         dry_run: bool = False,
     ) -> Report:
         """Ensure every partition the messages' objects belong to; ConfigurationError propagates."""
-        messages = list(messages)
+        return Fleet((self,)).run(messages, now, use_cache=use_cache, dry_run=dry_run)
+
+    @property
+    def name(self) -> str:
+        """The table as GLUE_TABLES writes it: [catalog:]database.table."""
+        return str(self.settings.table_names[0])
+
+    def decide(
+        self, messages: list[Message], now: float, *, use_cache: bool, dry_run: bool
+    ) -> tuple[_Plans, dict[PartitionSpec, str], Counter[str]]:
+        """Each object's plan, each wanted partition's outcome, and the partition counts;
+        TransientError or ConfigurationError when the table cannot be read."""
         scheme = self.scheme(now)
         plans, specs, refused = self._plan(scheme, messages)
         negative = self._negative_folders(plans) if refused else set()
@@ -230,20 +243,45 @@ class Partitioner:
         self._rechecked |= negative
         if len(self._rechecked) > _RECHECK_MEMORY:
             self._rechecked = set(negative)
-        report = Report()
+        counts: Counter[str] = Counter()
         try:
-            report.outcomes = self.ensure(
-                scheme, specs, now, report.counts, use_cache=use_cache, dry_run=dry_run
-            )
+            outcomes = self.ensure(scheme, specs, now, counts, use_cache=use_cache, dry_run=dry_run)
         except _TableChanged:
             scheme = self.scheme()
             plans, specs, _ = self._plan(scheme, messages)
-            report = Report()
-            report.outcomes = self.ensure(
-                scheme, specs, now, report.counts, use_cache=use_cache, dry_run=dry_run
-            )
-        self._report(messages, plans, report)
-        return report
+            counts = Counter()
+            outcomes = self.ensure(scheme, specs, now, counts, use_cache=use_cache, dry_run=dry_run)
+        return plans, outcomes, counts
+
+    def unread(self, messages: list[Message], error: str) -> _Plans:
+        """The plans of a run in which this table could not be read: every object it could
+        concern fails (its record is retried), by the table last read when there is one, and
+        by the object alone when there is none; the others are this table's to ignore."""
+        scheme = self._scheme
+        why = Skip(_FAILED, f"table {self.name} not read: {error}")
+        plans: _Plans = []
+        for message in messages:
+            planned: list[tuple[ObjectRef, PartitionSpec | Skip]] = []
+            for ref in message.objects:
+                plan = (
+                    self._plan_without_table(ref)
+                    if scheme is None
+                    else self.plan_object(scheme, ref.bucket, ref.key)
+                )
+                concerns = isinstance(plan, PartitionSpec) or plan.outcome == "unpartitionable"
+                planned.append((ref, why if concerns else plan))
+            plans.append(planned)
+        return plans
+
+    def _plan_without_table(self, ref: ObjectRef) -> PartitionSpec | Skip:
+        """What can be said of an object with no table at hand: it may be this table's if it is
+        a flow-log file from an allowed bucket (reported as unpartitionable: "could concern")."""
+        if not is_flow_log_name(ref.key.rpartition("/")[2]):
+            return _NOT_FLOW_LOG
+        allowed = self.settings.source_buckets
+        if allowed and ref.bucket not in allowed:
+            return _FOREIGN_BUCKET if parse_key(ref.key) is not None else _NOT_FLOW_LOG
+        return _NOT_FLOW_LOG if parse_key(ref.key) is None else Skip("unpartitionable", "unknown table")
 
     def plan_object(self, scheme: Scheme, bucket: str, key: str) -> PartitionSpec | Skip:
         """The partition one object belongs to, or why none (allowlist, key, table)."""
@@ -260,7 +298,8 @@ class Partitioner:
         version = (scheme.table, scheme.create_time, scheme.version)
         if self._plans_for != version:
             self._plans, self._plans_for = {}, version
-        memo = (bucket, folder)
+        # A text and a Parquet file of one folder may belong to different tables' formats.
+        memo = (bucket, folder, name.endswith(".log.parquet"))
         plan = self._plans.get(memo)
         if plan is None:
             obj = parse_key(key)
@@ -302,69 +341,6 @@ class Partitioner:
                     if obj is not None:
                         folders.add((ref.bucket, obj.folder("region")))
         return folders
-
-    def _report(self, messages: list[Message], plans: _Plans, report: Report) -> None:
-        """Per message: acked (with what was done) or failed (with why), and the counts.
-
-        The usual message (every object's partition is there) allocates no notes and builds no
-        strings: the detail line is made only when someone reads it.
-        """
-        ignored, outcomes, counts = report.ignored, report.outcomes, report.counts
-        for message, planned in zip(messages, plans, strict=True):
-            notes: list[str] = []
-            failures: list[str] = []
-            done: list[tuple[tuple[str, ...], str]] = []
-            if message.malformed:
-                counts["RecordsMalformed"] += 1
-                logger.warning("record malformed", message_id=message.id, reason=message.malformed)
-                notes.append(f"malformed: {message.malformed}")
-            for reason in message.ignored:
-                counts["ObjectsIgnored"] += 1
-                ignored[f"notification {reason}"] += 1
-                notes.append(f"ignored: {reason}")
-            for ref, plan in planned:
-                if isinstance(plan, PartitionSpec):
-                    outcome = outcomes[plan]
-                    if outcome in _DONE:
-                        done.append((plan.values, outcome))
-                        continue
-                    if not is_collision(outcome):
-                        failures.append(f"{'/'.join(plan.values)}: {outcome}")
-                        continue
-                    why = f"{outcome}: another folder maps to the same partition values"
-                elif plan.outcome == _FAILED:
-                    failures.append(f"{ref.key}: {plan.reason}")
-                    continue
-                elif plan.outcome == "unpartitionable":
-                    why = plan.reason
-                else:
-                    counts["ObjectsIgnored"] += 1
-                    if plan.misrouted:
-                        counts["ObjectsOutsideTable"] += 1
-                    ignored[plan.reason] += 1
-                    notes.append(f"ignored: {plan.reason}")
-                    continue
-                counts["ObjectsUnpartitionable"] += 1
-                logger.warning("object unpartitionable", bucket=ref.bucket, key=ref.key, reason=why)
-                notes.append(f"unpartitionable: {why}")
-            if failures:
-                counts["RecordsFailed"] += 1
-                report.results.append(
-                    MessageResult(message.id, ok=False, notes=tuple(dict.fromkeys(failures)))
-                )
-                continue
-            report.results.append(
-                MessageResult(
-                    message.id,
-                    ok=True,
-                    notes=tuple(notes) if notes else (),
-                    unresolved=bool(notes)
-                    and (bool(message.malformed) or any(n.startswith("unpartitionable") for n in notes)),
-                    done=tuple(done) if len(done) < 2 else tuple(dict.fromkeys(done)),
-                )
-            )
-        for reason, count in ignored.items():
-            logger.info("objects ignored", reason=reason, count=count)
 
     def ensure(
         self,
@@ -602,6 +578,185 @@ class Partitioner:
         for spec in pending:
             resolved[spec] = _Resolved("being created by another invocation; retry")
         return resolved
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """One table's part of a run: each object's plan, and each wanted partition's outcome."""
+
+    name: str
+    plans: _Plans
+    outcomes: dict[PartitionSpec, str]
+    counts: Counter[str]
+
+
+class Fleet:
+    """Every table of a deployment over the same messages (GLUE_TABLES; one table in the
+    one-table form). Each object goes to every table whose Location and file format take it,
+    each table with its own scheme, seen-set and cache entries; a table that cannot be read
+    fails only the records whose objects it could concern."""
+
+    def __init__(self, partitioners: Sequence[Partitioner]) -> None:
+        if not partitioners:
+            raise ValueError("a fleet needs a table")
+        self.partitioners = tuple(partitioners)
+
+    @classmethod
+    def build(cls, settings: Settings, glue: Any, dynamodb: Any = None, **options: Any) -> Fleet:
+        """One Partitioner per configured table, sharing the clients."""
+        return cls(
+            [Partitioner(settings.for_table(n), glue, dynamodb, **options) for n in settings.table_names]
+        )
+
+    def partitioner(self, name: str) -> Partitioner:
+        """The Partitioner of one configured table: [catalog:]database.table, database.table or
+        the bare table name when only one table has it; KeyError otherwise."""
+        found = [p for p in self.partitioners if p.settings.table_names[0].matches(name)]
+        if len(found) != 1:
+            raise KeyError(name)
+        return found[0]
+
+    def run(
+        self,
+        messages: Iterable[Message],
+        now: float,
+        *,
+        use_cache: bool = True,
+        dry_run: bool = False,
+    ) -> Report:
+        """Ensure every partition the messages' objects belong to, in every table that takes
+        them; ConfigurationError or TransientError propagates only when no table could be read."""
+        messages = list(messages)
+        decided: list[_Decided] = []
+        errors: list[Exception] = []
+        for partitioner in self.partitioners:
+            try:
+                plans, outcomes, counts = partitioner.decide(
+                    messages, now, use_cache=use_cache, dry_run=dry_run
+                )
+            except (TransientError, ConfigurationError) as exc:
+                if len(self.partitioners) == 1:
+                    raise
+                errors.append(exc)
+                # Loud: a table that cannot be read is as bad as a wrong configuration.
+                logger.error("table not read", table=partitioner.name, error=str(exc))
+                plans, outcomes, counts = partitioner.unread(messages, str(exc)), {}, Counter()
+            decided.append(_Decided(partitioner.name, plans, outcomes, counts))
+        if len(errors) == len(self.partitioners):
+            raise next((e for e in errors if isinstance(e, ConfigurationError)), errors[0])
+        return _combine(messages, decided)
+
+
+def merged(reports: Iterable[Report]) -> Report:
+    """Reports of separate runs as one (the sweep runs each table on its own walk)."""
+    total = Report()
+    for report in reports:
+        total.results += report.results
+        total.counts.update(report.counts)
+        total.ignored.update(report.ignored)
+        total.outcomes.update(report.outcomes)
+        for name, part in report.tables.items():
+            known = total.tables.setdefault(name, Report())
+            known.counts.update(part.counts)
+            known.outcomes.update(part.outcomes)
+    if len(total.tables) > 1:
+        total.outcomes = {}  # one table's partitions are not another's: read them per table
+    return total
+
+
+def _combine(messages: list[Message], decided: list[_Decided]) -> Report:
+    """Per message: acked (with what was done) or failed (with why), and the counts. An object
+    is ignored, or outside the table, only when no table takes it, and counted once.
+
+    The usual message (every object's partition is there) allocates no notes and builds no
+    strings: the detail line is made only when someone reads it.
+    """
+    report = Report()
+    multi = len(decided) > 1
+    for part in decided:
+        report.tables[part.name] = Report(counts=part.counts, outcomes=part.outcomes)
+        report.counts.update(part.counts)
+    if not multi:
+        report.outcomes = decided[0].outcomes
+    ignored, counts = report.ignored, report.counts
+    for index, message in enumerate(messages):
+        notes: list[str] = []
+        failures: list[str] = []
+        done: list[tuple[tuple[str, ...], str]] = []
+        if message.malformed:
+            counts["RecordsMalformed"] += 1
+            logger.warning("record malformed", message_id=message.id, reason=message.malformed)
+            notes.append(f"malformed: {message.malformed}")
+        for reason in message.ignored:
+            counts["ObjectsIgnored"] += 1
+            ignored[f"notification {reason}"] += 1
+            notes.append(f"ignored: {reason}")
+        failed_in: set[str] = set()
+        for position, ref in enumerate(message.objects):
+            taken = False
+            skips: list[Skip] = []
+            whys: list[str] = []
+            for part in decided:
+                plan = part.plans[index][position][1]
+                label = f"{part.name}: " if multi else ""
+                if isinstance(plan, PartitionSpec):
+                    taken = True
+                    outcome = part.outcomes[plan]
+                    if outcome in _DONE:
+                        done.append((plan.values, f"{outcome} in {part.name}" if multi else outcome))
+                        continue
+                    if not is_collision(outcome):
+                        failures.append(f"{label}{'/'.join(plan.values)}: {outcome}")
+                        failed_in.add(part.name)
+                        continue
+                    why = f"{outcome}: another folder maps to the same partition values"
+                elif plan.outcome == _FAILED:
+                    taken = True
+                    failures.append(f"{label}{ref.key}: {plan.reason}")
+                    failed_in.add(part.name)
+                    continue
+                elif plan.outcome == "unpartitionable":
+                    why = plan.reason
+                else:
+                    skips.append(plan)
+                    continue
+                taken = True
+                whys.append(f"{label}{why}")
+                if multi:
+                    report.tables[part.name].counts["ObjectsUnpartitionable"] += 1
+            if whys:
+                counts["ObjectsUnpartitionable"] += 1
+                why = "; ".join(whys)
+                logger.warning("object unpartitionable", bucket=ref.bucket, key=ref.key, reason=why)
+                notes.append(f"unpartitionable: {why}")
+            if taken:
+                continue
+            # No table takes it: one count, one reason (the tables' reasons, when they differ).
+            counts["ObjectsIgnored"] += 1
+            if all(skip.misrouted for skip in skips):
+                counts["ObjectsOutsideTable"] += 1
+            reason = "; ".join(dict.fromkeys(skip.reason for skip in skips))
+            ignored[reason] += 1
+            notes.append(f"ignored: {reason}")
+        for name in failed_in if multi else ():
+            report.tables[name].counts["RecordsFailed"] += 1
+        if failures:
+            counts["RecordsFailed"] += 1
+            report.results.append(MessageResult(message.id, ok=False, notes=tuple(dict.fromkeys(failures))))
+            continue
+        report.results.append(
+            MessageResult(
+                message.id,
+                ok=True,
+                notes=tuple(notes) if notes else (),
+                unresolved=bool(notes)
+                and (bool(message.malformed) or any(n.startswith("unpartitionable") for n in notes)),
+                done=tuple(done) if len(done) < 2 else tuple(dict.fromkeys(done)),
+            )
+        )
+    for reason, count in ignored.items():
+        logger.info("objects ignored", reason=reason, count=count)
+    return report
 
 
 def _by_values(spec: PartitionSpec) -> tuple[tuple[str, ...], str]:

@@ -103,6 +103,22 @@ class Scheme:
     keys: tuple[_Key, ...]
     storage_descriptor: dict[str, Any]
 
+    @functools.cached_property
+    def file_suffix(self) -> str:
+        """The flow-log files this table reads: ".log.parquet" for a Parquet table, ".log.gz" for
+        a text one, "" (both) for a format it cannot tell. Flow logs write text files gzipped
+        as .log.gz and Parquet files as .log.parquet ("Flow log files", VPC user guide); a text
+        table cannot read a Parquet file, so a text and a Parquet twin over one folder tree
+        each take their own files only."""
+        descriptor = self.storage_descriptor
+        serde = str((descriptor.get("SerdeInfo") or {}).get("SerializationLibrary") or "")
+        reader = f"{descriptor.get('InputFormat') or ''} {serde}".lower()
+        if "parquet" in reader:
+            return ".log.parquet"
+        if "textinputformat" in reader:
+            return ".log.gz"
+        return ""
+
     @classmethod
     def from_table(cls, table: dict[str, Any], catalog_id: str = "") -> Scheme:
         """Build the scheme from a Glue GetTable `Table`; unknown key names are an error."""
@@ -151,6 +167,14 @@ class Scheme:
             return Skip(
                 "ignored", f"outside the table location {self.location}", by_table=True, misrouted=True
             )
+        suffix = self.file_suffix
+        if suffix and not obj.key.endswith(suffix):
+            return Skip(
+                "ignored",
+                f"a {obj.key.rsplit('.', 1)[-1]} file: table {self.table} reads {suffix} files",
+                by_table=True,
+                misrouted=True,
+            )
         if obj.nested:
             return Skip(
                 "unpartitionable",
@@ -182,7 +206,9 @@ class Scheme:
             bucket, prefix = split_location(location)
         except ConfigurationError:
             return None
-        obj = parse_key(f"{prefix}probe.log.gz")  # the folder read as any file in it would be
+        obj = parse_key(
+            f"{prefix}probe{self.file_suffix or '.log.gz'}"
+        )  # the folder read as any file in it would be
         if obj is None:
             return None
         planned = self.plan(bucket, obj)

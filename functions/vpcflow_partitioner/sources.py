@@ -161,8 +161,14 @@ class FolderWalk:
                 with self._lock:
                     self.objects_probed += 1
                 obj = parse_key(item["Key"])
-                # Under this leaf by the same reading of its folders, not a deeper copy.
-                if obj is not None and not obj.nested and leaf_folder(obj, self.leaf_level) == folder:
+                # Under this leaf by the same reading of its folders, not a deeper copy, and a
+                # file of the table's format (a Parquet twin's folder may hold text files too).
+                if (
+                    obj is not None
+                    and not obj.nested
+                    and item["Key"].endswith(self._scheme.file_suffix)
+                    and leaf_folder(obj, self.leaf_level) == folder
+                ):
                     return str(item["Key"])
             token = response.get("NextContinuationToken")
             if not response.get("IsTruncated") or not token:

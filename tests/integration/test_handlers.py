@@ -545,7 +545,7 @@ def test_a_key_ending_in_a_newline_is_no_flow_log(classic: None, capsys: pytest.
 def test_the_plan_memory_keeps_its_older_plans_when_full(classic: None) -> None:
     from vpcflow_partitioner import pipeline
 
-    partitioner = handlers._partitioner(handlers._settings())
+    (partitioner,) = handlers._fleet(handlers._settings()).partitioners
     scheme = partitioner.scheme()
     folders = [flow_key(f"2022-08-{d:02d}", hour=f"{h:02d}") for d in range(1, 29) for h in range(24)]
     with pytest.MonkeyPatch.context() as patch:
@@ -553,4 +553,4 @@ def test_the_plan_memory_keeps_its_older_plans_when_full(classic: None) -> None:
         for key in folders[:150]:  # more folders than it keeps
             partitioner.plan_object(scheme, BUCKET, key)
         assert len(partitioner._plans) == 100
-        assert (BUCKET, folders[0].rpartition("/")[0]) in partitioner._plans  # the first ones stay
+        assert (BUCKET, folders[0].rpartition("/")[0], False) in partitioner._plans  # the first ones stay
