@@ -13,7 +13,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials, one region, no endpoint: nothing can reach a real account."""
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "CACHE_TABLE", "SOURCE_BUCKETS", "GLUE_CATALOG_ID"):
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_PROFILE",
+        "CACHE_TABLE",
+        "SOURCE_BUCKETS",
+        "GLUE_CATALOG_ID",
+        "GLUE_TABLES",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

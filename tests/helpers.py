@@ -193,3 +193,26 @@ def emitted_metrics(text: str) -> dict[str, float]:
                 value = doc[name]
                 totals[name] = totals.get(name, 0) + (sum(value) if isinstance(value, list) else value)
     return totals
+
+
+def sqs_event(*bodies: str) -> dict[str, Any]:
+    template = load_event("sqs_s3.json")["Records"][0]
+    return {"Records": [dict(template, messageId=f"m{i}", body=body) for i, body in enumerate(bodies)]}
+
+
+def s3_body(*keys: str, bucket: str = BUCKET) -> str:
+    record = load_event("s3_notification.json")["Records"][0]
+    records = []
+    for key in keys:
+        r = json.loads(json.dumps(record))
+        r["s3"]["object"]["key"] = key
+        r["s3"]["bucket"]["name"] = bucket
+        records.append(r)
+    return json.dumps({"Records": records})
+
+
+def flow_key(
+    day: str, hour: str = "", account: str = ACCOUNT, region: str = "us-east-1", name: str = "a"
+) -> str:
+    folder = f"AWSLogs/{account}/vpcflowlogs/{region}/{day.replace('-', '/')}/" + (f"{hour}/" if hour else "")
+    return f"{folder}{account}_vpcflowlogs_{region}_fl-0a1b2c3d4e5f60718_{day.replace('-', '')}T0005Z_{name}.log.gz"

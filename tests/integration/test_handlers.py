@@ -19,9 +19,12 @@ from helpers import (
     create_table,
     emitted_metrics,
     event_names,
+    flow_key,
     inject_error,
     load_event,
     partitions,
+    s3_body,
+    sqs_event,
 )
 from vpcflow_partitioner import aws, handlers
 from vpcflow_partitioner.config import Settings
@@ -74,29 +77,6 @@ def classic(mocked: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CACHE_TABLE", CACHE)
     create_cache()
     create_table(glue())
-
-
-def sqs_event(*bodies: str) -> dict[str, Any]:
-    template = load_event("sqs_s3.json")["Records"][0]
-    return {"Records": [dict(template, messageId=f"m{i}", body=body) for i, body in enumerate(bodies)]}
-
-
-def s3_body(*keys: str, bucket: str = BUCKET) -> str:
-    record = load_event("s3_notification.json")["Records"][0]
-    records = []
-    for key in keys:
-        r = json.loads(json.dumps(record))
-        r["s3"]["object"]["key"] = key
-        r["s3"]["bucket"]["name"] = bucket
-        records.append(r)
-    return json.dumps({"Records": records})
-
-
-def flow_key(
-    day: str, hour: str = "", account: str = ACCOUNT, region: str = "us-east-1", name: str = "a"
-) -> str:
-    folder = f"AWSLogs/{account}/vpcflowlogs/{region}/{day.replace('-', '/')}/" + (f"{hour}/" if hour else "")
-    return f"{folder}{account}_vpcflowlogs_{region}_fl-0a1b2c3d4e5f60718_{day.replace('-', '')}T0005Z_{name}.log.gz"
 
 
 def test_every_sample_event_is_covered() -> None:

@@ -1,0 +1,206 @@
+"""GLUE_TABLES on moto: one deployment, many tables; routing, formats, isolation, metrics."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from helpers import (
+    ACCOUNT,
+    BUCKET,
+    CLASSIC_LOCATION,
+    DATABASE,
+    change_table,
+    create_cache,
+    create_table,
+    failure,
+    flow_key,
+    inject_error,
+    partitions,
+    s3_body,
+    sqs_event,
+)
+from vpcflow_partitioner import aws, handlers
+from vpcflow_partitioner.scheme import ConfigurationError
+
+ROOT = f"s3://{BUCKET}/AWSLogs/"
+PARQUET_SD = {
+    "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+    "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+    "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"},
+}
+ORG_KEYS = [("account_id", "string"), ("region", "string"), ("date", "date")]
+OTHER = "210987654321"
+
+
+def glue() -> Any:
+    return aws.client("glue", "", "us-east-1")
+
+
+def parquet_key(day: str, account: str = ACCOUNT) -> str:
+    return flow_key(day, account=account).replace(".log.gz", ".log.parquet")
+
+
+@pytest.fixture
+def two(mocked: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`regional`: one account's us-east-1 folder by date; `org`: every account and region."""
+    create_table(glue(), table="regional")
+    create_table(glue(), ROOT, ORG_KEYS, table="org")
+    monkeypatch.setenv("GLUE_TABLES", f"{DATABASE}.regional, {DATABASE}.org")
+
+
+def test_an_object_goes_to_every_table_whose_location_holds_it(two: None) -> None:
+    response = handlers.on_object_created(
+        sqs_event(s3_body(flow_key("2022-08-29")), s3_body(flow_key("2022-08-30", account=OTHER)))
+    )
+    assert response == {"batchItemFailures": []}
+    assert partitions(glue(), table="regional") == {("2022-08-29",): f"{CLASSIC_LOCATION}2022/08/29/"}
+    assert partitions(glue(), table="org") == {
+        (ACCOUNT, "us-east-1", "2022-08-29"): f"{CLASSIC_LOCATION}2022/08/29/",
+        (OTHER, "us-east-1", "2022-08-30"): f"{ROOT}{OTHER}/vpcflowlogs/us-east-1/2022/08/30/",
+    }
+
+
+def test_an_object_outside_every_table_is_counted_once(two: None, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    outside = f"elsewhere/{flow_key('2022-08-29')}".replace("elsewhere/AWSLogs", "elsewhere/x/AWSLogs")
+    handlers.on_object_created(json.loads(s3_body(outside)))
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    totals = [d for d in documents if "table" not in d]
+    assert [(d["ObjectsIgnored"], d["ObjectsOutsideTable"]) for d in totals] == [([1.0], [1.0])]
+    assert all("table" not in d for d in documents)  # nothing happened in any table
+
+
+def test_each_table_gets_its_own_metrics_beside_the_totals(
+    two: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    handlers.on_object_created(
+        json.loads(s3_body(flow_key("2022-08-29"), flow_key("2022-08-30", account=OTHER)))
+    )
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    by_dimensions = {tuple(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]): d for d in documents}
+    assert by_dimensions[("service",)]["PartitionsCreated"] == [3.0]  # what the alarms read
+    per_table = {d["table"]: d["PartitionsCreated"] for d in documents if "table" in d}
+    assert per_table == {f"{DATABASE}.regional": [1.0], f"{DATABASE}.org": [2.0]}
+    assert all(
+        set(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]) == {"service", "table"}
+        for d in documents
+        if "table" in d
+    )
+
+
+def test_a_text_and_a_parquet_twin_each_take_their_own_files(
+    mocked: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_table(glue(), table="text")
+    create_table(glue(), table="parquet")
+    change_table(glue(), DATABASE, "parquet", PARQUET_SD)
+    monkeypatch.setenv("GLUE_TABLES", f"{DATABASE}.text,{DATABASE}.parquet")
+    response = handlers.on_object_created(
+        sqs_event(s3_body(flow_key("2022-08-29")), s3_body(parquet_key("2022-08-30")))
+    )
+    assert response == {"batchItemFailures": []}
+    assert set(partitions(glue(), table="text")) == {("2022-08-29",)}
+    assert set(partitions(glue(), table="parquet")) == {("2022-08-30",)}
+
+
+def test_a_parquet_file_no_table_reads_is_outside_every_table(
+    mocked: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GLUE_DATABASE", DATABASE)
+    monkeypatch.setenv("GLUE_TABLE", "text")
+    create_table(glue(), table="text")
+    capsys.readouterr()
+    response = handlers.on_object_created(json.loads(s3_body(parquet_key("2022-08-29"))))
+    assert response == {"messages": 1, "ObjectsIgnored": 1, "ObjectsOutsideTable": 1}
+    assert partitions(glue(), table="text") == {}
+
+
+def test_a_table_whose_writes_fail_fails_only_its_records(two: None) -> None:
+    handlers.on_object_created(json.loads(s3_body(flow_key("2022-08-01"))))  # both tables read
+    create_calls: list[str] = []
+
+    def fail_org(params: dict[str, Any], **_: Any) -> Any:
+        table = json.loads(params["body"])["TableName"]
+        create_calls.append(table)
+        if table == "org":
+            return failure("InternalServiceException", 500)
+        return None
+
+    glue().meta.events.register_first("before-call.glue.BatchCreatePartition", fail_org)
+    response = handlers.on_object_created(
+        sqs_event(s3_body(flow_key("2022-08-02")), s3_body(flow_key("2022-08-03", account=OTHER)))
+    )
+    # m0 is in both tables: regional created it, org failed it; m1 is org's alone.
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}, {"itemIdentifier": "m1"}]}
+    assert ("2022-08-02",) in partitions(glue(), table="regional")
+    assert sorted(create_calls) == ["org", "regional"]
+
+
+def test_a_table_that_cannot_be_read_fails_only_the_records_it_could_concern(
+    two: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TABLE_REFRESH_SECONDS", "0")
+    handlers.reset()
+    handlers.on_object_created(json.loads(s3_body(flow_key("2022-08-01"))))  # both tables known
+    glue().delete_table(DatabaseName=DATABASE, Name="regional")  # gone five minutes ago
+    response = handlers.on_object_created(
+        sqs_event(
+            s3_body(flow_key("2022-08-02")),  # in regional's Location: it could concern it
+            s3_body(flow_key("2022-08-03", account=OTHER)),  # outside regional's Location
+        )
+    )
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert (OTHER, "us-east-1", "2022-08-03") in partitions(glue(), table="org")
+    assert (ACCOUNT, "us-east-1", "2022-08-02") in partitions(glue(), table="org")
+
+
+def test_a_cold_container_that_cannot_read_a_table_fails_every_flow_log_record(
+    two: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inject_error(glue(), "GetTable", "AccessDeniedException", times=1)  # the first table read
+    response = handlers.on_object_created(
+        sqs_event(
+            s3_body(flow_key("2022-08-03", account=OTHER)),
+            s3_body("AWSLogs/elb/app.log"),  # no flow log: no table could want it
+        )
+    )
+    # Which Location the unread table has is unknown: the flow log could be its.
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    assert (OTHER, "us-east-1", "2022-08-03") in partitions(glue(), table="org")
+
+
+def test_every_table_unreadable_is_the_configuration_error_of_one(
+    mocked: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GLUE_TABLES", f"{DATABASE}.missing_a,{DATABASE}.missing_b")
+    glue().create_database(DatabaseInput={"Name": DATABASE})
+    with pytest.raises(ConfigurationError, match="missing_a"):  # loud, as with one table
+        handlers.on_object_created(sqs_event(s3_body(flow_key("2022-08-03"))))
+
+
+def test_each_table_keeps_its_own_cache_entries(two: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers import CACHE
+
+    monkeypatch.setenv("CACHE_TABLE", CACHE)
+    create_cache(aws.client("dynamodb", "", "us-east-1"))
+    handlers.reset()
+    handlers.on_object_created(json.loads(s3_body(flow_key("2022-08-29"))))
+    items = aws.client("dynamodb", "", "us-east-1").scan(TableName=CACHE)["Items"]
+    tables = sorted(json.loads(i["id"]["S"])[2] for i in items)
+    assert tables == ["org", "regional"]
+
+
+def test_the_sweep_walks_every_table(two: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    s3 = aws.client("s3", "", "us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    s3.put_object(Bucket=BUCKET, Key=flow_key(today), Body=b"x")
+    s3.put_object(Bucket=BUCKET, Key=flow_key(today, account=OTHER), Body=b"x")
+    assert handlers.on_schedule({})["PartitionsCreated"] == 3
+    assert set(partitions(glue(), table="regional")) == {(today,)}
+    assert len(partitions(glue(), table="org")) == 2
