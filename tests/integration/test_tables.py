@@ -204,3 +204,79 @@ def test_the_sweep_walks_every_table(two: None, monkeypatch: pytest.MonkeyPatch)
     assert handlers.on_schedule({})["PartitionsCreated"] == 3
     assert set(partitions(glue(), table="regional")) == {(today,)}
     assert len(partitions(glue(), table="org")) == 2
+
+
+# ---------------------------------------------------------------- the command line over many tables
+
+
+@pytest.fixture
+def twins(mocked: None, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A text and a Parquet table over one Location; the folders hold both kinds of file, the
+    text file first in each listing (it sorts before), as during a format migration."""
+    from datetime import UTC, datetime
+
+    from vpcflow_partitioner.ops.synthetic import object_key
+
+    create_table(glue(), table="text")
+    create_table(glue(), table="parquet")
+    change_table(glue(), DATABASE, "parquet", PARQUET_SD)
+    monkeypatch.setenv("GLUE_TABLES", f"{DATABASE}.text,{DATABASE}.parquet")
+    s3 = aws.client("s3", "", "us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    for day, kinds in ((10, (False, True)), (11, (False,)), (12, (True,))):
+        for parquet in kinds:
+            moment = datetime(2024, 2, day, tzinfo=UTC)
+            s3.put_object(
+                Bucket=BUCKET, Key=object_key(ACCOUNT, "us-east-1", moment, parquet=parquet), Body=b"x"
+            )
+    return s3
+
+
+def test_backfill_fills_every_table_each_from_its_own_files(
+    twins: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vpcflow_partitioner.ops.cli import main
+
+    assert main(["backfill", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(partitions(glue(), table="text")) == {("2024-02-10",), ("2024-02-11",)}
+    assert set(partitions(glue(), table="parquet")) == {("2024-02-10",), ("2024-02-12",)}
+    assert summary["partitions_created"] == 4 and summary["ignored"] == 0
+    assert sorted((p["table"], p["values"][0]) for p in summary["partitions"]) == [
+        (f"{DATABASE}.parquet", "2024-02-10"),
+        (f"{DATABASE}.parquet", "2024-02-12"),
+        (f"{DATABASE}.text", "2024-02-10"),
+        (f"{DATABASE}.text", "2024-02-11"),
+    ]
+
+
+def test_a_table_flag_backfills_one_of_the_tables(twins: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from vpcflow_partitioner.ops.cli import main
+
+    assert main(["backfill", "--table", "parquet", "--json"]) == 0
+    assert "table" not in json.loads(capsys.readouterr().out)["partitions"][0]  # one table: as before
+    assert partitions(glue(), table="text") == {}
+    assert set(partitions(glue(), table="parquet")) == {("2024-02-10",), ("2024-02-12",)}
+
+
+def test_audit_reports_every_table(twins: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from vpcflow_partitioner.ops.cli import main
+
+    assert main(["audit", "--json"]) == 3
+    document = json.loads(capsys.readouterr().out)
+    assert {name: len(table["missing"]) for name, table in document["tables"].items()} == {
+        f"{DATABASE}.text": 2,
+        f"{DATABASE}.parquet": 2,
+    }
+    assert main(["audit", "--fix", "--json"]) == 0
+    assert set(partitions(glue(), table="parquet")) == {("2024-02-10",), ("2024-02-12",)}
+
+
+def test_replay_goes_to_every_table(twins: Any, tmp_path: Any) -> None:
+    from vpcflow_partitioner.ops.cli import main
+
+    saved = tmp_path / "events.json"
+    saved.write_text(s3_body(flow_key("2022-08-29"), parquet_key("2022-08-30")))
+    assert main(["replay", str(saved)]) == 0
+    assert set(partitions(glue(), table="text")) == {("2022-08-29",)}
+    assert set(partitions(glue(), table="parquet")) == {("2022-08-30",)}

@@ -61,7 +61,7 @@ from ..formats import (
     parse_format,
     view_sql,
 )
-from ..pipeline import CACHED, KNOWN, WOULD_CREATE, Partitioner, Report, is_collision
+from ..pipeline import CACHED, KNOWN, WOULD_CREATE, Fleet, Partitioner, Report, is_collision
 from ..scheme import ConfigurationError, PartitionSpec
 from ..sources import (
     IDLE_RECEIVES,
@@ -489,9 +489,10 @@ def _client(settings: Settings, service: str) -> Any:
     return aws.client(service, settings.endpoint_url, settings.region, settings.profile)
 
 
-def _partitioner(settings: Settings, check_spelling: bool = True) -> Partitioner:
+def _fleet(settings: Settings, check_spelling: bool = True) -> Fleet:
+    """A Partitioner per configured table: GLUE_TABLES, or the one table --table names."""
     cache = _client(settings, "dynamodb") if settings.cache_table else None
-    return Partitioner(settings, _client(settings, "glue"), cache, check_spelling=check_spelling)
+    return Fleet.build(settings, _client(settings, "glue"), cache, check_spelling=check_spelling)
 
 
 def _json(args: argparse.Namespace) -> bool:
@@ -662,19 +663,20 @@ class _Totals:
     messages: int = 0
     objects: int = 0
     counts: Counter[str] = field(default_factory=Counter)
-    partitions: dict[PartitionSpec, str] = field(default_factory=dict)
+    partitions: dict[tuple[str, PartitionSpec], str] = field(default_factory=dict)  # (table, spec)
     failures: list[str] = field(default_factory=list)
     ignored: Counter[str] = field(default_factory=Counter)
 
     def add(self, report: Report) -> None:
         self.counts.update(report.counts)
         self.ignored.update(report.ignored)
-        for spec, outcome in report.outcomes.items():
-            # Across runs (a replay goes in chunks) a partition keeps its best outcome: created
-            # by the first chunk stays "created" when the next one finds it present.
-            known = self.partitions.get(spec)
-            if known is None or _RANK[_word(outcome)] < _RANK[_word(known)]:
-                self.partitions[spec] = outcome
+        for table, part in report.tables.items() if report.tables else [("", report)]:
+            for spec, outcome in part.outcomes.items():
+                # Across runs (a replay goes in chunks) a partition keeps its best outcome: created
+                # by the first chunk stays "created" when the next one finds it present.
+                known = self.partitions.get((table, spec))
+                if known is None or _RANK[_word(outcome)] < _RANK[_word(known)]:
+                    self.partitions[(table, spec)] = outcome
         self.failures += [f"{r.id}: {r.detail}" for r in report.failed]
 
     def summary(self) -> dict[str, Any]:
@@ -692,15 +694,18 @@ class _Totals:
         }
 
     def partition_list(self) -> list[dict[str, Any]]:
+        """Each partition's outcome; with more than one table, which table it is in."""
+        many = len({table for table, _ in self.partitions}) > 1
         return [
-            {
+            ({"table": table} if many else {})
+            | {
                 "values": list(spec.values),
                 "location": spec.location,
                 "outcome": _word(outcome),
                 "detail": outcome,
             }
-            for spec, outcome in sorted(
-                self.partitions.items(), key=lambda item: (item[0].values, item[0].location)
+            for (table, spec), outcome in sorted(
+                self.partitions.items(), key=lambda item: (item[0][0], item[0][1].values, item[0][1].location)
             )
         ]
 
@@ -727,11 +732,12 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.save_unreadable and not args.queue_url:
         raise UsageError("--save-unreadable needs --queue-url (unreadable lines in files are already saved)")
     settings = _settings(args)
-    partitioner = _partitioner(settings)
+    fleet = _fleet(settings)
     if args.queue_url:
-        return _drain(args, out, settings, partitioner)
+        return _drain(args, out, settings, fleet)
     sources = [EventFile(path, args.stdin) for path in args.files]  # every file readable, or exit 2 now
-    partitioner.scheme()  # a missing table fails before anything is read
+    for partitioner in fleet.partitioners:
+        partitioner.scheme()  # a missing table fails before anything is read
     totals = _Totals()
     empty: list[str] = []
     problem: UsageError | None = None
@@ -751,7 +757,7 @@ def _replay(args: argparse.Namespace, out: Console, err: Console) -> int:
                         continue
                     events += good
                     # Recovery asks Glue, never the cache.
-                    totals.add(partitioner.run(chunk, now=time.time(), use_cache=False, dry_run=args.dry_run))
+                    totals.add(fleet.run(chunk, now=time.time(), use_cache=False, dry_run=args.dry_run))
                     progress.update(task, completed=source.position())
                 progress.update(task, completed=source.position())
                 if not events:
@@ -801,7 +807,7 @@ def _chunks(messages: Iterator[Message], size: int) -> Iterator[list[Message]]:
         yield chunk
 
 
-def _drain(args: argparse.Namespace, out: Console, settings: Settings, partitioner: Partitioner) -> int:
+def _drain(args: argparse.Namespace, out: Console, settings: Settings, fleet: Fleet) -> int:
     if args.dry_run:
         raise UsageError(
             "--dry-run cannot drain a queue (receiving hides messages); replay saved files instead"
@@ -823,13 +829,14 @@ def _drain(args: argparse.Namespace, out: Console, settings: Settings, partition
             on_unreadable = save
 
         # A missing table fails here, before a receive hides any message for its visibility timeout.
-        partitioner.scheme()
+        for partitioner in fleet.partitioners:
+            partitioner.scheme()
         unresolved: list[str] = []
 
         def process(messages: list[Message]) -> dict[str, str]:
             totals.messages += len(messages)
             totals.objects += sum(len(m.objects) for m in messages)
-            report = partitioner.run(messages, now=time.time(), use_cache=False)
+            report = fleet.run(messages, now=time.time(), use_cache=False)
             totals.add(report)
             unresolved.extend(f"{r.id}: {r.detail}" for r in report.results if r.ok and r.unresolved)
             return {r.id: drain_outcome(r.ok, r.unresolved) for r in report.results}
@@ -873,19 +880,23 @@ def _backfill(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.since and args.until and args.since > args.until:
         raise UsageError("--since is after --until")
     settings = _settings(args)
-    partitioner = _partitioner(settings)
-    walk = FolderWalk(_client(settings, "s3"), partitioner.scheme(), DateRange(args.since, args.until))
-    messages = _collect(walk, err)
+    s3 = _client(settings, "s3")
     totals = _Totals()
-    totals.add(partitioner.run(messages, now=time.time(), use_cache=False, dry_run=args.dry_run))
-    extra = {
-        "folders_walked": walk.folders_walked,
-        "folders_with_flow_logs": len(messages),
-        "objects_probed": walk.objects_probed,
-        "list_calls": walk.list_calls,
-        "glue_create_calls": partitioner.catalog.create_calls,
-    }
-    return _finish(args, out, totals, extra, "backfill")
+    extra: Counter[str] = Counter()
+    # Each table walks its own Location (twins over one Location walk it twice: each probes
+    # its own file format) and creates through its own Partitioner.
+    for partitioner in _fleet(settings).partitioners:
+        walk = FolderWalk(s3, partitioner.scheme(), DateRange(args.since, args.until))
+        messages = _collect(walk, err)
+        totals.add(partitioner.run(messages, now=time.time(), use_cache=False, dry_run=args.dry_run))
+        extra.update(
+            folders_walked=walk.folders_walked,
+            folders_with_flow_logs=len(messages),
+            objects_probed=walk.objects_probed,
+            list_calls=walk.list_calls,
+            glue_create_calls=partitioner.catalog.create_calls,
+        )
+    return _finish(args, out, totals, dict(extra), "backfill")
 
 
 def _finish(args: argparse.Namespace, out: Console, totals: _Totals, extra: dict[str, Any], what: str) -> int:
@@ -951,7 +962,31 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
             "--prune must also delete the function's cache entries: set CACHE_TABLE or --cache-table "
             "NAME, or pass --no-cache if the deployment has no cache"
         )
-    partitioner = _partitioner(settings, check_spelling=False)  # audit lists them, as shared Locations
+    fleet = _fleet(settings, check_spelling=False)  # audit lists them, as shared Locations
+    many = len(fleet.partitioners) > 1
+    reports: dict[str, dict[str, Any]] = {}
+    codes = []
+    for partitioner in fleet.partitioners:
+        if many and not _json(args):
+            out.rule(f"audit {escape(partitioner.name)}")
+        report, code = _audit_table(args, out, err, settings, partitioner, destructive)
+        reports[partitioner.name] = report
+        codes.append(code)
+    if _json(args):
+        document: dict[str, Any] = {"tables": reports} if many else reports[fleet.partitioners[0].name]
+        out.print(json.dumps(document, indent=2), markup=False)
+    return RUNTIME_ERROR if RUNTIME_ERROR in codes else max(codes)
+
+
+def _audit_table(
+    args: argparse.Namespace,
+    out: Console,
+    err: Console,
+    settings: Settings,
+    partitioner: Partitioner,
+    destructive: bool,
+) -> tuple[dict[str, Any], int]:
+    """Audit one table: its report, and its exit code."""
     audit = Audit(partitioner, _client(settings, "s3"), DateRange(args.since, args.until))
     findings = audit.find(lambda walk: _collect(walk, err))
     repairs = Repairs()
@@ -972,13 +1007,11 @@ def _audit(args: argparse.Namespace, out: Console, err: Console) -> int:
         report["would_create"] = report["missing"]
         report["would_repoint"] = report["wrong_location"]
         report["would_rewrite"] = report["descriptor_drift"]
-    if _json(args):
-        out.print(json.dumps(report, indent=2), markup=False)
-    else:
+    if not _json(args):
         _print_audit(out, audit, findings, repairs, report, args)
     if repairs.failed:
-        return RUNTIME_ERROR
-    return DRIFT if any(report["remaining"].values()) else OK
+        return report, RUNTIME_ERROR
+    return report, DRIFT if any(report["remaining"].values()) else OK
 
 
 def _show_orphans(findings: Findings, err: Console) -> None:
