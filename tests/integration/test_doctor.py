@@ -1239,3 +1239,18 @@ def test_a_failure_outranks_a_check_it_could_not_perform(
     client("lambda").put_function_concurrency(FunctionName=FUNCTION, ReservedConcurrentExecutions=0)
     code, _ = run(capsys, d.args())
     assert code == 3
+
+
+def test_doctor_checks_every_configured_table(
+    env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = deploy()
+    monkeypatch.setenv("GLUE_TABLES", f"{DATABASE}.{TABLE},{DATABASE}.not_created")
+    args = [a for a in d.args() if a not in ("--database", DATABASE, "--table", TABLE)]
+    assert main([*args, "--output", "json"]) == 3
+    document = json.loads(capsys.readouterr().out)
+    states = {name: {f["check"]: f["state"] for f in found} for name, found in document["tables"].items()}
+    assert states[f"{DATABASE}.{TABLE}"]["table"] == "ok"
+    assert states[f"{DATABASE}.not_created"]["table"] == "fail"
+    assert main([*args, "--table", TABLE, "--output", "json"]) == 0  # --table picks one
+    assert isinstance(json.loads(capsys.readouterr().out), list)

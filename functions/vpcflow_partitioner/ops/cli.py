@@ -1169,10 +1169,13 @@ def _doctor(args: argparse.Namespace, out: Console, err: Console) -> int:
     stack = checkup.read_stack(client("cloudformation"), args.stack) if args.stack else None
     found = checkup.target_from_outputs(stack.outputs) if stack else {}
     # Flags first, then the stack's Outputs, then the environment (as the other commands read it).
+    # The stack's GlueTables (the `tables` param) stand for its tables unless a flag names one.
+    stack_tables = found.get("tables", "") if not (args.database or args.table) else ""
     settings = Settings.from_env(
         None,
-        GLUE_DATABASE=args.database or found.get("database", ""),
-        GLUE_TABLE=args.table or found.get("table", ""),
+        GLUE_DATABASE=args.database or ("" if stack_tables else found.get("database", "")),
+        GLUE_TABLE=args.table or ("" if stack_tables else found.get("table", "")),
+        GLUE_TABLES=stack_tables,
         GLUE_CATALOG_ID=args.catalog_id or found.get("catalog_id", ""),
         AWS_REGION=where.region,
         AWS_ENDPOINT_URL=where.endpoint_url,
@@ -1206,20 +1209,33 @@ def _doctor(args: argparse.Namespace, out: Console, err: Console) -> int:
         alarm_topic=found.get("alarm_topic", ""),
         backlog_seconds=int(found.get("backlog_seconds") or 0),
     )
+    # Every configured table (GLUE_TABLES, or the stack's GlueTables), each checked as the one
+    # table of the deployment: its Location must be routed, its role must reach it.
+    targets = [
+        dataclasses.replace(target, database=n.database, table=n.table, catalog_id=n.catalog_id)
+        for n in settings.table_names
+    ]
+    results: dict[str, list[checkup.Finding]] = {}
     with (
         err.status("checking the deployment", spinner="dots") if err.is_terminal else contextlib.nullcontext()
     ):
-        findings = checkup.run_doctor(client, target, time.time(), stack)
+        for one, name in zip(targets, settings.table_names, strict=True):
+            results[str(name)] = checkup.run_doctor(client, one, time.time(), stack)
     if _json(args):
-        out.print(json.dumps([f.as_dict() for f in findings], indent=2), markup=False)
+        if len(results) == 1:
+            document: Any = [f.as_dict() for f in next(iter(results.values()))]
+        else:
+            document = {"tables": {name: [f.as_dict() for f in found] for name, found in results.items()}}
+        out.print(json.dumps(document, indent=2), markup=False)
     else:
-        width = max(len(f.check) for f in findings)
-        for finding in findings:
-            state = f"[{_STATE_STYLE[finding.state]}]{finding.state.upper():5}[/]"
-            fix = f" [bold]fix:[/] {escape(finding.fix)}" if finding.fix else ""
-            out.print(f"{state} {finding.check:{width}}  {escape(finding.detail)}{fix}")
-        out.print(f"doctor {escape(target.database)}.{escape(target.table)}: {checkup.summary(findings)}")
-    return checkup.exit_code(findings)
+        for one, findings in zip(targets, results.values(), strict=True):
+            width = max(len(f.check) for f in findings)
+            for finding in findings:
+                state = f"[{_STATE_STYLE[finding.state]}]{finding.state.upper():5}[/]"
+                fix = f" [bold]fix:[/] {escape(finding.fix)}" if finding.fix else ""
+                out.print(f"{state} {finding.check:{width}}  {escape(finding.detail)}{fix}")
+            out.print(f"doctor {escape(one.database)}.{escape(one.table)}: {checkup.summary(findings)}")
+    return max(checkup.exit_code(findings) for findings in results.values())
 
 
 def _demo(args: argparse.Namespace, out: Console, err: Console) -> int:

@@ -139,6 +139,7 @@ def target_from_outputs(outputs: dict[str, str]) -> dict[str, str]:
         "notification_prefix": outputs.get("NotificationPrefix", ""),
         "database": outputs.get("GlueDatabase", ""),
         "table": outputs.get("GlueTable", ""),
+        "tables": outputs.get("GlueTables", ""),  # the `tables` param: "[catalog:]database.table,..."
         "catalog_id": outputs.get("GlueCatalogId", ""),
         "trigger": outputs.get("Trigger", ""),
         "queue_url": outputs.get("EventsQueueUrl", ""),
