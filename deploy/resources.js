@@ -795,7 +795,9 @@ def handler(event, context):
                 pass
         cfnresponse.send(event, context, cfnresponse.SUCCESS, {}, physical)
     except Exception as exc:
-        cfnresponse.send(event, context, cfnresponse.FAILED, {}, physical, reason=str(exc)[:400])
+        # cfn-response's documented send takes no reason: CloudFormation points at this log stream.
+        print("CreatePartitionIndex failed: {!r}".format(exc))
+        cfnresponse.send(event, context, cfnresponse.FAILED, {}, physical)
 `;
 
 function partitionIndexResources(p) {

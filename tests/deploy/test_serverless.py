@@ -1037,3 +1037,53 @@ def test_backfill_role_allows_exactly_the_calls_on_backfill_makes(
     )
     partitions = glue.get_partitions(DatabaseName=database, TableName=table)["Partitions"]
     assert len(partitions) == len(days)
+
+
+def test_partition_index_handler_sends_the_documented_request_and_always_answers(
+    packages: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inline custom-resource code against botocore's model of Glue (moto has no
+    CreatePartitionIndex): the request Glue documents, AlreadyExists taken as done, and an
+    answer to CloudFormation on every path."""
+    import types
+
+    import boto3
+    from botocore.stub import Stubber
+
+    resources = template(packages, "partition-index")["Resources"]
+    code = resources["PartitionIndexFunction"]["Properties"]["Code"]["ZipFile"]
+    props = {
+        **resources["FlowLogsPartitionIndex"]["Properties"],
+        "CatalogId": ACCOUNT,
+        "TableName": "vpc_flow_logs",
+    }
+    answers: list[tuple[str, str]] = []
+    cfnresponse = types.ModuleType("cfnresponse")
+    cfnresponse.SUCCESS, cfnresponse.FAILED = "SUCCESS", "FAILED"  # type: ignore[attr-defined]
+    cfnresponse.send = lambda event, context, status, data, physical=None: answers.append((status, physical))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cfnresponse", cfnresponse)
+    glue = boto3.client("glue", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    monkeypatch.setattr(boto3, "client", lambda *args, **kwargs: glue)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "index.py", "exec"), namespace)
+    request = {
+        "CatalogId": ACCOUNT, "DatabaseName": "flowlogs_indexed", "TableName": "vpc_flow_logs",
+        "PartitionIndex": {"Keys": ["year", "month", "day"], "IndexName": "vpcflow_partitioner_date"},
+    }  # fmt: skip
+    event = {"RequestType": "Create", "ResourceProperties": props}
+    physical = "flowlogs_indexed.vpc_flow_logs.vpcflow_partitioner_date"
+    with Stubber(glue) as stub:
+        stub.add_response("create_partition_index", {}, request)
+        stub.add_client_error("create_partition_index", "AlreadyExistsException", expected_params=request)
+        stub.add_client_error("create_partition_index", "AccessDeniedException", expected_params=request)
+        namespace["handler"](event, None)
+        namespace["handler"]({**event, "RequestType": "Update", "PhysicalResourceId": physical}, None)
+        namespace["handler"](event, None)
+        namespace["handler"]({**event, "RequestType": "Delete", "PhysicalResourceId": physical}, None)
+        stub.assert_no_pending_responses()
+    assert answers == [
+        ("SUCCESS", physical),
+        ("SUCCESS", physical),
+        ("FAILED", physical),
+        ("SUCCESS", physical),
+    ]
