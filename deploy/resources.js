@@ -13,7 +13,10 @@ const { execFileSync } = require('child_process');
 const path = require('path');
 
 const ROOT = path.resolve(__dirname, '..');
-const BOOLEANS = ['createTable', 'createDatabase', 'cache', 'tableHourly', 'tracing', 'createWorkgroup', 'pointInTimeRecovery'];
+const BOOLEANS = [
+  'createTable', 'createDatabase', 'cache', 'tableHourly', 'tracing', 'createWorkgroup', 'pointInTimeRecovery',
+  'partitionIndex',
+];
 // [name, minimum, maximum]: the documented ranges of what each number configures.
 const NUMBERS = [
   ['batchSize', 1, 10000], // SQS event source: 1 to 10,000 records
@@ -27,6 +30,8 @@ const NUMBERS = [
   ['athenaBytesCutoff', 10000000, Number.MAX_SAFE_INTEGER], // Athena: at least 10 MB
   ['outsideTableAlarmThreshold', 0, Number.MAX_SAFE_INTEGER],
   ['queueAgeAlarmSeconds', 60, 1209600],
+  ['backfillConcurrency', 2, 1000], // SQS ScalingConfig.MaximumConcurrency: 2 to 1,000
+  ['backfillTimeout', 1, 900], // Lambda: at most 900 s (the queue's visibility timeout is 6x)
 ];
 const NAMES = [
   'sourceBucket', 'flowLogPrefix', 'tableLocation', 'glueDatabase', 'glueTable', 'glueCatalogId',
@@ -35,7 +40,21 @@ const NAMES = [
   'reconcileDays', 'createWorkgroup', 'athenaBytesCutoff', 'pointInTimeRecovery', 'alarmTopicArn',
   'alarmEmail', 'functionTimeout', 'maxReceiveCount', 'outsideTableAlarmThreshold', 'queueAgeAlarmSeconds',
   'tableRefreshSeconds', 'tracing', 'powertoolsVersion', 'powertoolsLayerArn', 'logRetentionDays',
+  'tables', 'partitionIndex', 'backfillConcurrency', 'backfillTimeout', 'inventoryBucket',
 ];
+// Lambda's quota: "Environment variables: 4 KB, for all environment variables associated with
+// the function, in aggregate" (Lambda developer guide, "Lambda quotas"). Counted here as the
+// JSON of the variables (names, values and the quotes between them: more than their bare
+// bytes), so that a stage refused here is never one Lambda would have taken.
+const ENVIRONMENT_LIMIT = 4096;
+// `tables` entries: [catalog:]database.table, the catalog a 12-digit account id, the names as
+// Glue stores them (lowercase letters, digits, _ and -).
+const TABLE_ENTRY = /^(?:(\d{12}):)?([a-z0-9_-]{1,255})\.([a-z0-9_-]{1,255})$/;
+// The partition index `init --partition-index` creates: its name and the table property that
+// makes Athena use it (Glue developer guide, "Creating partition indexes").
+const INDEX_NAME = 'vpcflow_partitioner_date';
+const DATE_KEYS = ['date', 'dt', 'year', 'month', 'day'];
+const MAX_INDEX_KEYS = 3;
 // CloudWatch Logs retention: the values PutRetentionPolicy accepts.
 const RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
 // Lambda function names: at most 64 characters; ours are <service>-<stage>-on-object-created.
@@ -71,6 +90,13 @@ async function load(resolveVariable) {
   if (!p.glueDatabase) p.glueDatabase = `flowlogs_${stage.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`;
   const problems = validate(p);
   derive(p);
+  if (problems.length === 0) {
+    const size = Buffer.byteLength(JSON.stringify(environmentOf(p, `${p.prefix}-partition-cache`)));
+    if (size > ENVIRONMENT_LIMIT) {
+      problems.push(`the functions' environment would be ${size} bytes, over Lambda's 4 KB for all variables `
+        + '(param tables is the long one): split the tables over two stages, or shorten their names');
+    }
+  }
   if (problems.length === 0) {
     try {
       Object.assign(p, fromPython(p));
@@ -162,6 +188,14 @@ function validate(p) {
         + 'give tableLocation alone (the prefix follows it)');
     }
   }
+  validateTables(p, bad);
+  if (p.partitionIndex === 'true' && p.createTable !== 'true') {
+    bad('param partitionIndex indexes the table this stack creates (createTable=true); for a table you already '
+      + 'have, run `vpcflow-partitioner init --partition-index` once instead');
+  }
+  if (p.inventoryBucket && (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(p.inventoryBucket) || p.inventoryBucket.includes('..'))) {
+    bad(`param inventoryBucket "${p.inventoryBucket}" is not an S3 bucket name (3-63 lowercase letters, digits, dots, hyphens)`);
+  }
   if (!/^(rate|cron)\(.+\)$/.test(p.schedule)) bad(`param schedule must be rate(...) or cron(...), not "${p.schedule}"`);
   if (p.alarmTopicArn && !/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$/.test(p.alarmTopicArn)) {
     bad(`param alarmTopicArn must be an SNS topic ARN, not "${p.alarmTopicArn}"`);
@@ -185,8 +219,42 @@ function validate(p) {
   return problems;
 }
 
+// `tables`: several existing tables, each created with `vpcflow-partitioner init`; the stack
+// routes the notifications of tableLocation (their common parent) and grants each table.
+function parseTables(text) {
+  return text.split(',').map((entry) => entry.trim()).filter((entry) => entry).map((entry) => {
+    const match = TABLE_ENTRY.exec(entry);
+    return match ? { text: entry, catalog: match[1] || '', database: match[2], table: match[3] } : { text: entry };
+  });
+}
+
+function validateTables(p, bad) {
+  if (!p.tables) return;
+  const entries = parseTables(p.tables);
+  const malformed = entries.filter((e) => !e.table).map((e) => `"${e.text}"`);
+  if (entries.length === 0 || malformed.length) {
+    bad(`param tables must be comma-separated [catalog:]database.table (catalog: a 12-digit account id; `
+      + `names in lowercase letters, digits, _ and -), not ${malformed.join(', ') || `"${p.tables}"`}`);
+    return;
+  }
+  // Without a catalog, an entry is in glueCatalogId's (or this account's) catalog.
+  const seen = new Set();
+  const twice = new Set();
+  for (const e of entries) {
+    const id = `${e.catalog || p.glueCatalogId}:${e.database}.${e.table}`;
+    if (seen.has(id)) twice.add(e.text);
+    seen.add(id);
+  }
+  if (twice.size) bad(`param tables names ${[...twice].join(', ')} more than once`);
+  if (p.createTable === 'true') {
+    bad('param tables names tables that must already exist (create each with `vpcflow-partitioner init`): '
+      + 'set createTable=false and tableLocation to the common parent of their Locations');
+  }
+}
+
 // Where the table reads: the created table's Location, or the existing one's (tableLocation).
 function derive(p) {
+  p.tableList = p.tables ? parseTables(p.tables) : [];
   p.location = p.tableLocation || `s3://${p.sourceBucket}/${p.flowLogPrefix}`;
   if (!p.location.endsWith('/')) p.location += '/';
   p.keyPrefix = p.location.replace(/^s3:\/\/[^/]+\//, '');
@@ -534,8 +602,7 @@ function alarmResources(p) {
 // each handler makes on moto and compares them with these statements).
 function roleResources(p) {
   const partition = (service, rest) => sub(`arn:\${AWS::Partition}:${service}:\${AWS::Region}:\${AWS::AccountId}:${rest}`);
-  const glue = (what) => sub(`arn:\${AWS::Partition}:glue:\${AWS::Region}:${p.glueCatalogId || '${AWS::AccountId}'}:${what}`);
-  const glueResources = [glue('catalog'), glue(`database/${p.glueDatabase}`), glue(`table/${p.glueDatabase}/${p.glueTable}`)];
+  const glueResources = glueArns(p);
   const logs = (functionName) => ({
     Sid: 'OwnLogGroup',
     Effect: 'Allow',
@@ -593,9 +660,45 @@ function roleResources(p) {
     // function need not ask Glue for those partitions again.
     schedule.push({ Sid: 'MarkCache', Effect: 'Allow', Action: 'dynamodb:BatchWriteItem', Resource: getAtt('PartitionCache') });
   }
+  // The distributed backfill: the sweep's walk and Glue calls over one slice a message (the same
+  // pipeline, asking Glue and marking the cache as the sweep does), or one S3 Inventory file.
+  const backfill = [
+    logs(`${p.prefix}-on-backfill`),
+    {
+      Sid: 'GlueTablePartitions',
+      Effect: 'Allow',
+      Action: ['glue:BatchCreatePartition', 'glue:BatchGetPartition', 'glue:GetPartitions', 'glue:GetTable'],
+      Resource: glueResources,
+    },
+    {
+      Sid: 'ListTableFolders',
+      Effect: 'Allow',
+      Action: 's3:ListBucket',
+      Resource: sub(`arn:\${AWS::Partition}:s3:::${p.sourceBucket}`),
+      Condition: { StringLike: { 's3:prefix': [`${p.keyPrefix}*`] } },
+    },
+    {
+      // S3 Inventory manifests and data files (`backfill --inventory`), delivered to the source
+      // bucket or to inventoryBucket: the one function that reads objects, and never a flow log's body.
+      Sid: 'ReadInventory',
+      Effect: 'Allow',
+      Action: 's3:GetObject',
+      Resource: [p.sourceBucket, p.inventoryBucket].filter((b) => b).map((b) => sub(`arn:\${AWS::Partition}:s3:::${b}/*`)),
+    },
+    {
+      Sid: 'BackfillQueue',
+      Effect: 'Allow',
+      Action: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage'],
+      Resource: getAtt('BackfillQueue'),
+    },
+  ];
+  if (p.cacheOn) {
+    backfill.push({ Sid: 'MarkCache', Effect: 'Allow', Action: 'dynamodb:BatchWriteItem', Resource: getAtt('PartitionCache') });
+  }
   if (p.tracing === 'true') {
     created.push(tracing);
     schedule.push(tracing);
+    backfill.push(tracing);
   }
   const role = (name, statements) => ({
     Type: 'AWS::IAM::Role',
@@ -608,18 +711,146 @@ function roleResources(p) {
       Policies: [{ PolicyName: 'least-privilege', PolicyDocument: { Version: '2012-10-17', Statement: statements } }],
     },
   });
-  return {
+  const roles = {
     ObjectCreatedRole: role('on_object_created', created),
     ScheduleRole: role('on_schedule', schedule),
+    BackfillRole: role('on_backfill', backfill),
+  };
+  if (p.createTable === 'true' && p.partitionIndex === 'true') {
+    roles.PartitionIndexRole = role('creates the partition index of the table', [
+      logs(`${p.prefix}-partition-index`),
+      { Sid: 'CreatePartitionIndex', Effect: 'Allow', Action: 'glue:CreatePartitionIndex', Resource: glueResources },
+    ]);
+  }
+  return roles;
+}
+
+// Glue authorizes a table's calls on its catalog, its database and the table itself, in the
+// table's catalog account: every table of `tables`, or the one of glueDatabase/glueTable.
+function glueArns(p) {
+  const tables = p.tableList.length ? p.tableList : [{ catalog: '', database: p.glueDatabase, table: p.glueTable }];
+  const arns = new Set();
+  for (const t of tables) {
+    const base = `arn:\${AWS::Partition}:glue:\${AWS::Region}:${t.catalog || p.glueCatalogId || '${AWS::AccountId}'}:`;
+    arns.add(`${base}catalog`).add(`${base}database/${t.database}`).add(`${base}table/${t.database}/${t.table}`);
+  }
+  return [...arns].map(sub);
+}
+
+// The distributed backfill's queue: `backfill --distributed` sends one work item a message (a
+// walk slice or an S3 Inventory data file); a slice that fails three times waits in its DLQ.
+function backfillResources(p) {
+  const r = {
+    BackfillDeadLetterQueue: {
+      Type: 'AWS::SQS::Queue',
+      Properties: { QueueName: `${p.prefix}-backfill-dlq`, MessageRetentionPeriod: 1209600, SqsManagedSseEnabled: true },
+    },
+    BackfillQueue: {
+      Type: 'AWS::SQS::Queue',
+      Properties: {
+        QueueName: `${p.prefix}-backfill`,
+        // Lambda's guidance: a visibility timeout of at least six times the function timeout.
+        VisibilityTimeout: 6 * Number(p.backfillTimeout),
+        MessageRetentionPeriod: 1209600,
+        SqsManagedSseEnabled: true,
+        RedrivePolicy: { deadLetterTargetArn: getAtt('BackfillDeadLetterQueue'), maxReceiveCount: 3 },
+      },
+    },
+    BackfillQueuePolicy: {
+      Type: 'AWS::SQS::QueuePolicy',
+      Properties: {
+        Queues: [{ Ref: 'BackfillQueue' }, { Ref: 'BackfillDeadLetterQueue' }],
+        PolicyDocument: {
+          Version: '2012-10-17',
+          Statement: [tlsOnly('sqs:*', [getAtt('BackfillQueue'), getAtt('BackfillDeadLetterQueue')])],
+        },
+      },
+    },
+  };
+  return r;
+}
+
+// CloudFormation's AWS::Glue::Table has no partition indexes (its properties are CatalogId,
+// DatabaseName, Name, OpenTableFormatInput and TableInput; Glue takes them in CreateTable's
+// PartitionIndexes or in CreatePartitionIndex): a custom resource calls CreatePartitionIndex once
+// the table exists, as the CDK's Glue constructs do. The index lives and goes with the table,
+// which the stack retains: Delete leaves it.
+const PARTITION_INDEX_CODE = `import boto3
+import cfnresponse
+
+
+def handler(event, context):
+    props = event["ResourceProperties"]
+    physical = event.get("PhysicalResourceId") or "{}.{}.{}".format(
+        props["DatabaseName"], props["TableName"], props["IndexName"])
+    try:
+        if event["RequestType"] in ("Create", "Update"):
+            glue = boto3.client("glue")
+            try:
+                glue.create_partition_index(
+                    CatalogId=props["CatalogId"], DatabaseName=props["DatabaseName"],
+                    TableName=props["TableName"],
+                    PartitionIndex={"Keys": props["Keys"], "IndexName": props["IndexName"]})
+            except glue.exceptions.AlreadyExistsException:
+                pass
+        cfnresponse.send(event, context, cfnresponse.SUCCESS, {}, physical)
+    except Exception as exc:
+        # cfn-response's documented send takes no reason: CloudFormation points at this log stream.
+        print("CreatePartitionIndex failed: {!r}".format(exc))
+        cfnresponse.send(event, context, cfnresponse.FAILED, {}, physical)
+`;
+
+function partitionIndexResources(p) {
+  const table = p.glue.FlowLogsTable;
+  const input = table.Properties.TableInput;
+  const normal = (name) => name.toLowerCase().replace(/-/g, '_');
+  const keys = (input.PartitionKeys || []).map((k) => k.Name).filter((k) => DATE_KEYS.includes(normal(k))).slice(0, MAX_INDEX_KEYS);
+  // Athena asks Glue for the partitions a query's filter selects only with this property set.
+  input.Parameters = { ...input.Parameters, 'partition_filtering.enabled': 'true' };
+  const name = `${p.prefix}-partition-index`;
+  return {
+    PartitionIndexLogGroup: {
+      Type: 'AWS::Logs::LogGroup',
+      Properties: { LogGroupName: `/aws/lambda/${name}`, RetentionInDays: Number(p.logRetentionDays) },
+    },
+    PartitionIndexFunction: {
+      Type: 'AWS::Lambda::Function',
+      DependsOn: ['PartitionIndexLogGroup'],
+      Properties: {
+        FunctionName: name,
+        Description: 'Creates the Glue partition index of the table (a CloudFormation custom resource)',
+        Runtime: 'python3.12',
+        Architectures: ['arm64'],
+        Handler: 'index.handler',
+        Timeout: 60,
+        Role: sub('${PartitionIndexRole.Arn}'),
+        Code: { ZipFile: PARTITION_INDEX_CODE },
+      },
+    },
+    FlowLogsPartitionIndex: {
+      Type: 'Custom::GluePartitionIndex',
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+      Properties: {
+        ServiceToken: getAtt('PartitionIndexFunction'),
+        CatalogId: { Ref: 'AWS::AccountId' },
+        DatabaseName: p.glueDatabase,
+        TableName: { Ref: 'FlowLogsTable' },
+        IndexName: INDEX_NAME,
+        Keys: keys,
+      },
+    },
   };
 }
 
 function outputs(p) {
+  // With `tables`, GlueDatabase and GlueTable name the first of them (GlueTables: all).
+  const first = p.tableList[0] || { database: p.glueDatabase, table: p.glueTable };
   const o = {
     SourceBucket: p.sourceBucket,
     TableLocation: p.location,
-    GlueDatabase: p.glueDatabase,
-    GlueTable: p.glueTable,
+    GlueDatabase: first.database,
+    GlueTable: first.table,
     Trigger: p.trigger,
     DeadLetterQueueUrl: { Ref: 'EventsDeadLetterQueue' },
     DeadLetterQueueArn: getAtt('EventsDeadLetterQueue'),
@@ -642,6 +873,12 @@ function outputs(p) {
   if (p.trigger === 'eventbridge') o.ObjectCreatedRuleName = { Ref: 'ObjectCreatedRule' };
   if (p.cacheOn) o.CacheTableName = { Ref: 'PartitionCache' };
   if (p.createWorkgroup === 'true') o.AthenaWorkGroup = { Ref: 'AthenaWorkGroup' };
+  if (p.tables) o.GlueTables = p.tableList.map((t) => t.text).join(',');
+  o.BackfillQueueUrl = { Ref: 'BackfillQueue' };
+  o.BackfillQueueArn = getAtt('BackfillQueue');
+  o.BackfillDlqUrl = { Ref: 'BackfillDeadLetterQueue' };
+  o.BackfillDlqArn = getAtt('BackfillDeadLetterQueue');
+  o.BackfillFunctionName = { Ref: 'OnBackfillLambdaFunction' };
   return Object.fromEntries(Object.entries(o).map(([name, value]) => [name, { Value: value }]));
 }
 
@@ -659,7 +896,9 @@ module.exports.resources = async ({ resolveVariable }) => {
   if (p.usesQueue) resources = { ...resources, ...queueResources(p) };
   if (p.cacheOn) resources = { ...resources, ...cacheResources(p) };
   if (p.createWorkgroup === 'true') resources = { ...resources, ...workgroupResources(p) };
+  resources = { ...resources, ...backfillResources(p) };
   if (p.createTable === 'true') resources = { ...resources, ...p.glue };
+  if (p.createTable === 'true' && p.partitionIndex === 'true') resources = { ...resources, ...partitionIndexResources(p) };
   return { Resources: resources, Outputs: outputs(p) };
 };
 
@@ -727,9 +966,35 @@ module.exports.layers = async ({ resolveVariable }) => {
 // which the GetAtt already implies (cfn-lint W3005).
 module.exports.objectCreatedRole = async () => sub('${ObjectCreatedRole.Arn}');
 module.exports.scheduleRole = async () => sub('${ScheduleRole.Arn}');
+module.exports.backfillRole = async () => sub('${BackfillRole.Arn}');
+
+module.exports.backfillTimeout = async ({ resolveVariable }) => {
+  const { p, problems } = await config(resolveVariable);
+  return problems.length ? 900 : Number(p.backfillTimeout);
+};
+
+// One work item an invocation (a slice may take minutes); MaximumConcurrency is the throttle
+// that keeps Glue's write rate: more workers only meet more throttling.
+module.exports.backfillEvents = async ({ resolveVariable }) => {
+  const { p, problems } = await config(resolveVariable);
+  if (problems.length) return [];
+  return [{
+    sqs: {
+      arn: getAtt('BackfillQueue'),
+      batchSize: 1,
+      functionResponseType: 'ReportBatchItemFailures',
+      maximumConcurrency: Number(p.backfillConcurrency),
+    },
+  }];
+};
 
 module.exports.environment = async ({ resolveVariable }) => {
   const { p } = await config(resolveVariable);
+  return environmentOf(p, { Ref: 'PartitionCache' });
+};
+
+// Every function's variables (osls sets them on each); `cacheTable` is the cache's name or a Ref.
+function environmentOf(p, cacheTable) {
   const env = {
     GLUE_DATABASE: p.glueDatabase,
     GLUE_TABLE: p.glueTable,
@@ -742,8 +1007,14 @@ module.exports.environment = async ({ resolveVariable }) => {
     POWERTOOLS_METRICS_NAMESPACE: 'VpcFlowPartitioner',
     POWERTOOLS_LOG_LEVEL: 'INFO',
   };
+  if (p.tables) {
+    // GLUE_TABLES replaces the one-table form: glueDatabase/glueTable (defaults included) name
+    // no table the stack grants, so the functions must not be told about it.
+    delete env.GLUE_DATABASE;
+    delete env.GLUE_TABLE;
+    env.GLUE_TABLES = p.tableList.map((t) => t.text).join(',');
+  }
   if (p.glueCatalogId) env.GLUE_CATALOG_ID = p.glueCatalogId;
-  if (p.cacheOn) env.CACHE_TABLE = { Ref: 'PartitionCache' };
+  if (p.cacheOn) env.CACHE_TABLE = cacheTable;
   return env;
-};
-
+}

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.package
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / ".build" / "tests"
 HIVE_LOCATION = f"s3://{BUCKET}/AWSLogs/aws-account-id={ACCOUNT}/"
+TABLES = ["flowlogs.us_east_1", "210987654321:central.vpc_flow_logs", "flowlogs.eu_west_1"]
 VARIANTS = {
     "dev": ["--stage", "dev", "--param", f"sourceBucket={BUCKET}"],
     "prod": ["--stage", "prod", "--param", f"sourceBucket={BUCKET}", "--param", "alarmEmail=ops@example.com"],
@@ -59,6 +60,19 @@ VARIANTS = {
     "parquet-hourly": [
         "--stage", "lake", "--param", f"sourceBucket={BUCKET}", "--param", f"tableLocation=s3://{BUCKET}/vpc/AWSLogs/",
         "--param", "tableLayout=hive", "--param", "tableFileFormat=parquet", "--param", "tableHourly=true",
+    ],
+    # several existing tables under one routing prefix, one in another account's catalog;
+    # S3 Inventory reports in their own bucket
+    "tables": [
+        "--stage", "org", "--param", f"sourceBucket={BUCKET}", "--param", "createTable=false",
+        "--param", f"tableLocation=s3://{BUCKET}/AWSLogs/", "--param", f"tables={' , '.join(TABLES)}",
+        "--param", "inventoryBucket=acme-inventory", "--param", "backfillConcurrency=250",
+        "--param", "backfillTimeout=600",
+    ],
+    # the created table with a partition index on its date keys
+    "partition-index": [
+        "--stage", "indexed", "--param", f"sourceBucket={BUCKET}", "--param", "partitionIndex=true",
+        "--param", "tableHourly=true",
     ],
 }  # fmt: skip
 PREFIXES = {"s3-nocache": f"AWSLogs/aws-account-id={ACCOUNT}/", "parquet-hourly": "vpc/AWSLogs/"}
@@ -128,6 +142,10 @@ def test_cfn_lint_is_clean(packages: dict[str, Path]) -> None:
 # --- refusals: one line each, no Node stack -------------------------------------------------
 
 
+# an existing table's params: what `tables` and the checks on it need
+EXISTING = [
+    "--param", f"sourceBucket={BUCKET}", "--param", "createTable=false", "--param", f"tableLocation=s3://{BUCKET}/AWSLogs/",
+]  # fmt: skip
 REFUSALS = {
     "no-source-bucket": ([], "param sourceBucket is required"),
     "bad-bucket-name": (["--param", "sourceBucket=My_Bucket"], "is not an S3 bucket name"),
@@ -182,6 +200,40 @@ REFUSALS = {
         ],
         "params alarmEmail and alarmTopicArn",
     ),
+    "tables-entry-malformed": (
+        [*EXISTING, "--param", "tables=flowlogs.us_east_1,flowlogs,12345:db.t"],
+        'not "flowlogs", "12345:db.t"',
+    ),
+    # without a catalog, an entry is in glueCatalogId's catalog: the same table twice
+    "tables-duplicate": (
+        [*EXISTING, "--param", "glueCatalogId=210987654321", "--param", "tables=db.t,210987654321:db.t"],
+        "param tables names 210987654321:db.t more than once",
+    ),
+    "tables-with-createTable": (
+        ["--param", f"sourceBucket={BUCKET}", "--param", "tables=db.t"],
+        "names tables that must already exist",
+    ),
+    # Lambda's 4 KB for all of a function's variables
+    "environment-over-4-KB": (
+        [*EXISTING, "--param", "tables=" + ",".join(f"flowlogs.vpc_flow_logs_{n:04d}" for n in range(150))],
+        "over Lambda's 4 KB for all variables",
+    ),
+    "partitionIndex-without-createTable": (
+        [*EXISTING, "--param", "partitionIndex=true"],
+        "run `vpcflow-partitioner init --partition-index`",
+    ),
+    "backfillConcurrency-out-of-range": (
+        ["--param", f"sourceBucket={BUCKET}", "--param", "backfillConcurrency=1001"],
+        "backfillConcurrency must be a whole number from 2 to 1000",
+    ),
+    "backfillTimeout-over-Lambda's": (
+        ["--param", f"sourceBucket={BUCKET}", "--param", "backfillTimeout=901"],
+        "backfillTimeout must be a whole number from 1 to 900",
+    ),
+    "inventoryBucket-name": (
+        ["--param", f"sourceBucket={BUCKET}", "--param", "inventoryBucket=Inventory_Reports"],
+        'param inventoryBucket "Inventory_Reports" is not an S3 bucket name',
+    ),
 }  # fmt: skip
 
 
@@ -229,8 +281,9 @@ def test_one_least_privilege_role_per_function(packages: dict[str, Path], name: 
         "Fn::Sub": "${ObjectCreatedRole.Arn}"
     }
     assert functions["OnScheduleLambdaFunction"]["Properties"]["Role"] == {"Fn::Sub": "${ScheduleRole.Arn}"}
+    assert functions["OnBackfillLambdaFunction"]["Properties"]["Role"] == {"Fn::Sub": "${BackfillRole.Arn}"}
     tracing = "tracing=true" in VARIANTS[name]
-    for role in ("ObjectCreatedRole", "ScheduleRole"):
+    for role in ("ObjectCreatedRole", "ScheduleRole", "BackfillRole"):
         for statement in role_statements(t, role):
             assert statement["Effect"] == "Allow"
             for resource in listed(statement["Resource"]):
@@ -249,7 +302,8 @@ def test_one_least_privilege_role_per_function(packages: dict[str, Path], name: 
         for r in next(s for s in role_statements(t, "ScheduleRole") if actions([s], "glue"))["Resource"]
     ]
     catalog = "210987654321" if name == "catalog" else "${AWS::AccountId}"
-    assert all(f":glue:${{AWS::Region}}:{catalog}:" in arn for arn in glue_arns)
+    if name != "tables":  # test_tables_each_table_granted_in_its_catalog
+        assert all(f":glue:${{AWS::Region}}:{catalog}:" in arn for arn in glue_arns)
     queue = actions(role_statements(t, "ObjectCreatedRole"), "sqs")
     if name == "s3-nocache":
         assert queue == {"sqs:SendMessage"}  # the on-failure destination, nothing else
@@ -415,7 +469,11 @@ def test_queue_dlq_and_event_source_mapping(packages: dict[str, Path], name: str
     assert queue["MessageRetentionPeriod"] == dlq["MessageRetentionPeriod"] == 1209600
     assert queue["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
     assert "KmsMasterKeyId" not in queue  # aws/sqs cannot be granted to S3
-    (mapping,) = of_type(t, "AWS::Lambda::EventSourceMapping").values()
+    (mapping,) = [
+        m
+        for m in of_type(t, "AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["EventsQueue", "Arn"]}
+    ]
     assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"] == {"dev": 2, "prod": 10}.get(name, 5)
     statements = t["Resources"]["EventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
@@ -671,6 +729,7 @@ def test_functions_and_the_powertools_layer_commercial_by_ssm_elsewhere_by_arn(
     assert {
         "functions/vpcflow_partitioner/handlers.on_object_created",
         "functions/vpcflow_partitioner/handlers.on_schedule",
+        "functions/vpcflow_partitioner/handlers.on_backfill",
     } <= handlers_
     function = t["Resources"]["OnObjectCreatedLambdaFunction"]["Properties"]
     assert function["Architectures"] == ["arm64"] and function["Runtime"] == "python3.12"
@@ -705,7 +764,7 @@ def test_tracing_is_a_param_off_by_default(packages: dict[str, Path], name: str,
         if r["Type"] == "AWS::Lambda::Function" and "Handler" in r["Properties"]
         and r["Properties"]["Handler"].startswith("functions/")
     ]  # fmt: skip
-    assert len(functions) == 2
+    assert len(functions) == 3
     for function in functions:
         assert function["TracingConfig"]["Mode"] == mode
         assert function["Environment"]["Variables"]["TRACING"] == ("true" if mode == "Active" else "false")
@@ -793,3 +852,238 @@ def test_the_zip_runs_as_lambda_imports_it(
         assert values == {("2022-08-29",), ("2022-08-30",)}
     finally:
         server.stop()
+
+
+# --- many tables, the partition index, the distributed backfill (issue 13) -----------------
+
+
+def test_tables_each_table_granted_in_its_catalog_and_named_in_GLUE_TABLES(packages: dict[str, Path]) -> None:
+    t = template(packages, "tables")
+    wanted = set()
+    for entry in TABLES:
+        catalog, _, name = entry.rpartition(":")
+        database, table = name.split(".")
+        base = f"arn:${{AWS::Partition}}:glue:${{AWS::Region}}:{catalog or '${AWS::AccountId}'}:"
+        wanted |= {f"{base}catalog", f"{base}database/{database}", f"{base}table/{database}/{table}"}
+    for role in ("ObjectCreatedRole", "ScheduleRole", "BackfillRole"):
+        (statement,) = [s for s in role_statements(t, role) if actions([s], "glue")]
+        arns = [r["Fn::Sub"] for r in statement["Resource"]]
+        assert sorted(arns) == sorted(wanted), role  # each once: the shared catalog and database too
+        assert not any("flowlogs_org" in arn for arn in arns)  # not the one-table default
+    functions = [f for f in of_type(t, "AWS::Lambda::Function").values() if "Handler" in f["Properties"]]
+    for function in functions:
+        env = function["Properties"]["Environment"]["Variables"]
+        assert env["GLUE_TABLES"] == ",".join(TABLES)  # the entries as given, spaces trimmed
+        assert "GLUE_DATABASE" not in env and "GLUE_TABLE" not in env  # no table the stack does not grant
+    outputs = {k: v["Value"] for k, v in t["Outputs"].items()}
+    assert outputs["GlueTables"] == ",".join(TABLES)
+    assert (outputs["GlueDatabase"], outputs["GlueTable"]) == ("flowlogs", "us_east_1")
+    assert "GlueTables" not in template(packages, "dev")["Outputs"]
+    # the one routing prefix: tableLocation, the common parent of the tables' Locations
+    assert outputs["TableLocation"] == f"s3://{BUCKET}/AWSLogs/"
+
+
+def test_partition_index_on_the_created_tables_date_keys(packages: dict[str, Path]) -> None:
+    t = template(packages, "partition-index")
+    resources = t["Resources"]
+    table_input = resources["FlowLogsTable"]["Properties"]["TableInput"]
+    assert table_input["Parameters"]["partition_filtering.enabled"] == "true"
+    index = resources["FlowLogsPartitionIndex"]
+    assert index["Type"] == "Custom::GluePartitionIndex"
+    assert index["DeletionPolicy"] == index["UpdateReplacePolicy"] == "Retain"  # it goes with the table
+    props = index["Properties"]
+    assert props["ServiceToken"] == {"Fn::GetAtt": ["PartitionIndexFunction", "Arn"]}
+    assert props["TableName"] == {"Ref": "FlowLogsTable"} and props["DatabaseName"] == "flowlogs_indexed"
+    assert props["IndexName"] == "vpcflow_partitioner_date"
+    # the date keys in the table's order, at most three, never the hour
+    assert props["Keys"] == ["year", "month", "day"]
+    assert [k["Name"] for k in table_input["PartitionKeys"]][-1] == "hour"
+    function = resources["PartitionIndexFunction"]["Properties"]
+    assert function["Role"] == {"Fn::Sub": "${PartitionIndexRole.Arn}"}
+    assert function["Runtime"] == "python3.12"
+    code = function["Code"]["ZipFile"]
+    compile(code, "index.py", "exec")  # the inline handler is Python that compiles
+    assert "create_partition_index" in code
+    assert "cfnresponse.FAILED" in code  # a failure answers: CloudFormation is never left waiting
+    statements = role_statements(t, "PartitionIndexRole")
+    assert actions(statements, "glue") == {"glue:CreatePartitionIndex"}
+    assert resources["PartitionIndexLogGroup"]["Properties"]["LogGroupName"] == (
+        "/aws/lambda/vpcflow-partitioner-indexed-partition-index"
+    )
+    for name in ("dev", "prod"):  # off by default: the table is init's definition, no index
+        other = template(packages, name)["Resources"]
+        assert "FlowLogsPartitionIndex" not in other and "PartitionIndexRole" not in other
+        assert (
+            "partition_filtering.enabled"
+            not in other["FlowLogsTable"]["Properties"]["TableInput"]["Parameters"]
+        )
+
+
+@pytest.mark.parametrize("name", ["dev", "eventbridge", "s3-nocache", "tables"])
+def test_backfill_queue_dlq_mapping_and_role(packages: dict[str, Path], name: str) -> None:
+    t = template(packages, name)
+    resources = t["Resources"]
+    queue = resources["BackfillQueue"]["Properties"]
+    dlq = resources["BackfillDeadLetterQueue"]["Properties"]
+    function = resources["OnBackfillLambdaFunction"]["Properties"]
+    stage = VARIANTS[name][1]
+    assert function["Handler"] == "functions/vpcflow_partitioner/handlers.on_backfill"
+    assert function["FunctionName"] == f"vpcflow-partitioner-{stage}-on-backfill"
+    timeout = 600 if name == "tables" else 900
+    assert function["Timeout"] == timeout
+    assert queue["VisibilityTimeout"] >= 6 * timeout  # Lambda's guidance for SQS event sources
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["BackfillDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 3,
+    }
+    assert queue["MessageRetentionPeriod"] == dlq["MessageRetentionPeriod"] == 1209600
+    assert queue["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
+    policy = resources["BackfillQueuePolicy"]["Properties"]
+    assert policy["Queues"] == [{"Ref": "BackfillQueue"}, {"Ref": "BackfillDeadLetterQueue"}]
+    (deny,) = policy["PolicyDocument"]["Statement"]  # TLS only, and nobody else is granted
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert deny["Resource"] == [
+        {"Fn::GetAtt": ["BackfillQueue", "Arn"]},
+        {"Fn::GetAtt": ["BackfillDeadLetterQueue", "Arn"]},
+    ]
+    (mapping,) = [
+        m
+        for m in of_type(t, "AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["BackfillQueue", "Arn"]}
+    ]
+    props = mapping["Properties"]
+    assert props["FunctionName"] == {"Fn::GetAtt": ["OnBackfillLambdaFunction", "Arn"]}
+    assert props["BatchSize"] == 1 and props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["ScalingConfig"] == {"MaximumConcurrency": 250 if name == "tables" else 100}
+    # its role: the sweep's Glue actions and listing, inventory reads, its queue, its log group
+    statements = role_statements(t, "BackfillRole")
+    schedule = role_statements(t, "ScheduleRole")
+    assert actions(statements, "glue", "dynamodb") == actions(schedule, "glue", "dynamodb")
+    glue_of = lambda ss: next(s for s in ss if actions([s], "glue"))["Resource"]  # noqa: E731
+    assert glue_of(statements) == glue_of(schedule)
+    assert actions(statements, "sqs") == {
+        "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility",
+    }  # fmt: skip
+    (sqs,) = [s for s in statements if actions([s], "sqs")]
+    assert sqs["Resource"] == {"Fn::GetAtt": ["BackfillQueue", "Arn"]}
+    (listing,) = [s for s in statements if "s3:ListBucket" in listed(s["Action"])]
+    (sweep_listing,) = [s for s in schedule if actions([s], "s3")]
+    assert (
+        listing["Resource"] == sweep_listing["Resource"]
+        and listing["Condition"] == sweep_listing["Condition"]
+    )
+    (reads,) = [s for s in statements if "s3:GetObject" in listed(s["Action"])]
+    buckets = [BUCKET, "acme-inventory"] if name == "tables" else [BUCKET]
+    assert reads["Resource"] == [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{b}/*"} for b in buckets]
+    assert actions(statements, "s3") == {"s3:ListBucket", "s3:GetObject"}
+    assert actions(statements, "logs") == {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert {a.split(":")[0] for s in statements for a in listed(s["Action"])} <= {
+        "logs", "glue", "s3", "sqs", "dynamodb", "xray",
+    }  # fmt: skip
+    outputs = {k: v["Value"] for k, v in t["Outputs"].items()}
+    assert outputs["BackfillQueueUrl"] == {"Ref": "BackfillQueue"}
+    assert outputs["BackfillDlqUrl"] == {"Ref": "BackfillDeadLetterQueue"}
+    assert outputs["BackfillDlqArn"] == {"Fn::GetAtt": ["BackfillDeadLetterQueue", "Arn"]}
+    assert outputs["BackfillFunctionName"] == {"Ref": "OnBackfillLambdaFunction"}
+    # no alarm of its own: doctor knows the stack's alarms by name (the CLI watches the DLQ)
+    names = {a["Properties"]["AlarmName"] for a in of_type(t, "AWS::CloudWatch::Alarm").values()}
+    assert not any("backfill" in n for n in names)
+
+
+def test_backfill_role_allows_exactly_the_calls_on_backfill_makes(
+    packages: dict[str, Path], mocked: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A walk slice through on_backfill on moto: what it calls is what BackfillRole allows."""
+    if not hasattr(handlers, "on_backfill"):
+        pytest.skip("handlers.on_backfill arrives with issue 13's handler work")
+    t = template(packages, "dev")
+    resources = t["Resources"]
+    env = resources["OnBackfillLambdaFunction"]["Properties"]["Environment"]["Variables"]
+    glue, s3 = aws.client("glue", "", "us-east-1"), aws.client("s3", "", "us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    database, table = env["GLUE_DATABASE"], env["GLUE_TABLE"]
+    glue.create_database(DatabaseInput={"Name": database})
+    table_input = resources["FlowLogsTable"]["Properties"]["TableInput"]
+    glue.create_table(DatabaseName=database, TableInput=table_input)
+    for variable, value in env.items():
+        if variable == "CACHE_TABLE":
+            create_cache(aws.client("dynamodb", "", "us-east-1"), "partition-cache")
+            value = "partition-cache"
+        monkeypatch.setenv(variable, value)
+    days = [date(2024, 5, 1) + timedelta(days=n) for n in range(3)]
+    for day in days:
+        s3.put_object(
+            Bucket=BUCKET, Key=_key(table_input["StorageDescriptor"]["Location"], day, False), Body=b""
+        )
+    item = {
+        "v": 1, "table": f"{database}.{table}", "bucket": BUCKET,
+        "folder": f"AWSLogs/{ACCOUNT}/vpcflowlogs/us-east-1/", "since": "2024-05-01", "until": "2024-05-31",
+    }  # fmt: skip
+    record = load_event("sqs_s3.json")["Records"][0]
+    record["body"] = json.dumps(item)
+    record["eventSourceARN"] = "arn:aws:sqs:us-east-1:123456789012:vpcflow-partitioner-dev-backfill"
+    recorder = _Recorder(monkeypatch)
+    answer = handlers.on_backfill({"Records": [record]}, None)
+    assert answer == {"batchItemFailures": []}
+    called = recorder.take()
+    statements = role_statements(t, "BackfillRole")
+    allowed = actions(statements, "glue", "dynamodb", "s3")
+    assert called <= allowed, called - allowed
+    assert {"glue:GetTable", "glue:BatchCreatePartition", "s3:ListBucket"} <= called
+    (listing,) = [s for s in statements if "s3:ListBucket" in listed(s["Action"])]
+    prefixes = listing["Condition"]["StringLike"]["s3:prefix"]
+    assert recorder.prefixes and all(
+        any(fnmatch.fnmatchcase(p, a) for a in prefixes) for p in recorder.prefixes
+    )
+    partitions = glue.get_partitions(DatabaseName=database, TableName=table)["Partitions"]
+    assert len(partitions) == len(days)
+
+
+def test_partition_index_handler_sends_the_documented_request_and_always_answers(
+    packages: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inline custom-resource code against botocore's model of Glue (moto has no
+    CreatePartitionIndex): the request Glue documents, AlreadyExists taken as done, and an
+    answer to CloudFormation on every path."""
+    import types
+
+    import boto3
+    from botocore.stub import Stubber
+
+    resources = template(packages, "partition-index")["Resources"]
+    code = resources["PartitionIndexFunction"]["Properties"]["Code"]["ZipFile"]
+    props = {
+        **resources["FlowLogsPartitionIndex"]["Properties"],
+        "CatalogId": ACCOUNT,
+        "TableName": "vpc_flow_logs",
+    }
+    answers: list[tuple[str, str]] = []
+    cfnresponse = types.ModuleType("cfnresponse")
+    cfnresponse.SUCCESS, cfnresponse.FAILED = "SUCCESS", "FAILED"  # type: ignore[attr-defined]
+    cfnresponse.send = lambda event, context, status, data, physical=None: answers.append((status, physical))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cfnresponse", cfnresponse)
+    glue = boto3.client("glue", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+    monkeypatch.setattr(boto3, "client", lambda *args, **kwargs: glue)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "index.py", "exec"), namespace)
+    request = {
+        "CatalogId": ACCOUNT, "DatabaseName": "flowlogs_indexed", "TableName": "vpc_flow_logs",
+        "PartitionIndex": {"Keys": ["year", "month", "day"], "IndexName": "vpcflow_partitioner_date"},
+    }  # fmt: skip
+    event = {"RequestType": "Create", "ResourceProperties": props}
+    physical = "flowlogs_indexed.vpc_flow_logs.vpcflow_partitioner_date"
+    with Stubber(glue) as stub:
+        stub.add_response("create_partition_index", {}, request)
+        stub.add_client_error("create_partition_index", "AlreadyExistsException", expected_params=request)
+        stub.add_client_error("create_partition_index", "AccessDeniedException", expected_params=request)
+        namespace["handler"](event, None)
+        namespace["handler"]({**event, "RequestType": "Update", "PhysicalResourceId": physical}, None)
+        namespace["handler"](event, None)
+        namespace["handler"]({**event, "RequestType": "Delete", "PhysicalResourceId": physical}, None)
+        stub.assert_no_pending_responses()
+    assert answers == [
+        ("SUCCESS", physical),
+        ("SUCCESS", physical),
+        ("FAILED", physical),
+        ("SUCCESS", physical),
+    ]
