@@ -28,6 +28,7 @@ from botocore.exceptions import (
 )
 
 from ..catalog import Catalog
+from ..config import Settings, SettingsError, TableName
 from ..errors import TransientError, error_code, error_message
 from ..formats import FormatError
 from ..keys import parse_key
@@ -1109,21 +1110,28 @@ def check_function(lambda_: Any, target: Target, facts: Facts, name: str) -> Fin
                 f"function {name} is Inactive (idle): its next invocation waits while Lambda restores it",
             )
         )
-    # The function reads its table from GLUE_DATABASE, GLUE_TABLE and GLUE_CATALOG_ID (config.py).
+    # The function reads its tables as config.Settings does: GLUE_TABLES, or GLUE_DATABASE,
+    # GLUE_TABLE and GLUE_CATALOG_ID.
     variables = dict((config.get("Environment") or {}).get("Variables") or {})
-    named = (
-        variables.get("GLUE_CATALOG_ID", ""),
-        variables.get("GLUE_DATABASE", "").lower(),
-        variables.get("GLUE_TABLE", "").lower(),
-    )
     env_fix_vars = dict(variables)
-    if named != (target.catalog_id, target.database.lower(), target.table.lower()):
-        catalog = f" in catalog {named[0]}" if named[0] else ""
-        shown = f"{named[1] or '?'}.{named[2] or '?'}{catalog}"
-        env_fix_vars.update({"GLUE_DATABASE": target.database, "GLUE_TABLE": target.table})
-        env_fix_vars.pop("GLUE_CATALOG_ID", None)
-        if target.catalog_id:
-            env_fix_vars["GLUE_CATALOG_ID"] = target.catalog_id
+    wanted = (target.catalog_id, target.database.lower(), target.table.lower())
+    try:
+        reads = Settings.from_env(variables).table_names
+    except SettingsError as exc:
+        reads = ()
+        problems.append(
+            Finding("function", FAIL, f"function {name} cannot start: {exc}", "redeploy the stack")
+        )
+    if reads and not any((n.catalog_id, n.database.lower(), n.table.lower()) == wanted for n in reads):
+        shown = ", ".join(str(n) for n in reads)
+        if variables.get("GLUE_TABLES", "").strip():
+            entry = TableName(target.catalog_id, target.database, target.table)
+            env_fix_vars["GLUE_TABLES"] = f"{variables['GLUE_TABLES'].strip()},{entry}"
+        else:
+            env_fix_vars.update({"GLUE_DATABASE": target.database, "GLUE_TABLE": target.table})
+            env_fix_vars.pop("GLUE_CATALOG_ID", None)
+            if target.catalog_id:
+                env_fix_vars["GLUE_CATALOG_ID"] = target.catalog_id
         problems.append(
             Finding(
                 "function",
