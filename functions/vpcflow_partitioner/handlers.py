@@ -67,6 +67,16 @@ def _partitioner(settings: Settings) -> Partitioner:
     )
 
 
+def _partitioner_for(table: str) -> Partitioner:
+    """The Partitioner of a work item's table: only the configured one, for now."""
+    settings = _settings()
+    configured = f"{settings.database}.{settings.table}"
+    accepted = {configured} | ({f"{settings.catalog_id}:{configured}"} if settings.catalog_id else set())
+    if table not in accepted:
+        raise ConfigurationError(f"work item for table {table}: this function partitions {configured}")
+    return _partitioner(settings)
+
+
 def reset() -> None:
     """Forget warm-container state and clients (a new container, for tests)."""
     _settings.cache_clear()
@@ -83,6 +93,11 @@ def on_object_created(event: dict[str, Any], context: Any = None) -> dict[str, A
 def on_schedule(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Sweep the last RECONCILE_DAYS days of the table's folders and create what is missing."""
     return _on_schedule(event, _context(context))
+
+
+def on_backfill(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Run the backfill queue's work items (SQS); answer the records that failed."""
+    return _on_backfill(event, _context(context))
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -138,6 +153,24 @@ def _on_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "`vpcflow-partitioner backfill`"
         )
     return _summary(report)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@_traced
+def _on_backfill(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from .backfill import run_records  # the walk: for the backfill function only
+
+    settings = _settings()
+    now = time.time()
+    outcome = run_records(
+        event.get("Records") or [],
+        _partitioner_for,
+        aws.client("s3", settings.endpoint_url, settings.region),
+        now,
+    )
+    _publish(outcome.counts, now)
+    # The partial batch response: SQS redelivers these, then moves them to the DLQ.
+    return {"batchItemFailures": [{"itemIdentifier": i} for i in outcome.failed]}
 
 
 def _publish(counts: dict[str, int], now: float) -> None:
