@@ -29,7 +29,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .config import SERVICE
-from .errors import TransientError, classify
+from .errors import TransientError, UsageError, classify
 from .keys import LEVELS
 from .pipeline import Partitioner, Report
 from .scheme import ConfigurationError
@@ -175,7 +175,7 @@ def _only(body: Mapping[str, Any], allowed: set[str], where: str = "") -> None:
 # ---------------------------------------------------------------- the plan
 
 
-class PlanError(ValueError):
+class PlanError(UsageError):
     """The backfill cannot be cut into slices as asked (the command line: a usage error)."""
 
 
