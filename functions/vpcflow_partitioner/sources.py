@@ -113,7 +113,7 @@ class FolderWalk:
     def region_folders(self) -> list[RegionFolder]:
         """The region folders below the start, with their account and region (a few list calls:
         accounts, their service folders, their regions, and any free prefix above them); the
-        start itself when it is a region folder or below one."""
+        start itself when it is a region folder or below one (a walk may not begin above it)."""
         start = folder_state(self._start)
         if start is None:
             return []
@@ -239,20 +239,18 @@ def _checked_start(scheme: Scheme, start: str) -> str:
 
 
 def _region_folder(folder: str) -> RegionFolder:
-    """The region folder at or above `folder` (a region folder or below one), with its names."""
+    """`folder` (a region folder, or a folder below one) with the account and region it is of."""
     state: FolderState | None = folder_state("")
     names: dict[str, str] = {}
-    end = 0
     for name in folder.split("/")[:-1]:
         assert state is not None  # folder_state(folder) was checked by the caller
         state = descend(state, name)
-        end += len(name) + 1
         if state is not None and state.level in ("account", "region") and not state.free:
             # A Hive folder is "aws-account-id=123456789012", "aws-region=us-east-1".
             names[state.level] = name.rpartition("=")[2]
-            if state.level == "region":
-                return RegionFolder(folder[:end], names["account"], names["region"])
-    raise ConfigurationError(f"{folder} is not a region folder of a flow log")
+    if "region" not in names:
+        raise ConfigurationError(f"{folder} is not a region folder of a flow log")
+    return RegionFolder(folder, names["account"], names["region"])
 
 
 def leaf_folder(obj: Any, level: str) -> str | None:

@@ -355,3 +355,19 @@ def test_distributed_usage_errors_are_one_line_and_exit_2(
     assert main(["backfill", *argv]) == 2
     err = capsys.readouterr().err
     assert why in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_table_over_one_region_folder_is_sliced_by_month_from_its_location(
+    org: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue, _ = org
+    folder = f"AWSLogs/{ACCOUNTS[0]}/vpcflowlogs/us-east-1/"
+    create_table(glue(), f"s3://{BUCKET}/{folder}", table="classic")
+    monkeypatch.setenv("GLUE_TABLE", "classic")
+    handlers.reset()
+    assert main(["backfill", "--distributed", "--queue-url", queue, *RANGE, "--no-wait", "--json"]) == 0
+    sent = json.loads(capsys.readouterr().out)
+    assert (sent["work_items"], sent["region_folders"], sent["list_calls"]) == (2, 1, 0)
+    EventSourceMapping(queue).drain()
+    assert set(partitions(glue(), table="classic")) == {(f"{day}",) for day in DAYS}
+    assert partitions(glue()) == {}  # the other table was not asked

@@ -14,6 +14,7 @@ from vpcflow_partitioner.backfill import (
     WorkItemError,
     check_slicable,
     months,
+    move_messages,
     parse_body,
     plan,
     send,
@@ -185,3 +186,41 @@ def test_send_gives_up_in_one_line_when_sqs_keeps_refusing() -> None:
         send(FlakySqs(times=99), "url", items, sleep=lambda _: None)
     with pytest.raises(TransientError, match="not sent"):
         send(FlakySqs(times=1, sender_fault=True), "url", items, sleep=lambda _: None)
+
+
+class TwoQueues:
+    """A DLQ holding three messages and a target that refuses the body "b" once."""
+
+    def __init__(self) -> None:
+        self.dlq = {"a": "rh-a", "b": "rh-b", "c": "rh-c"}
+        self.target: list[str] = []
+        self.refuse = {"b"}
+        self.order: list[str] = []
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        bodies = list(self.dlq)[: kwargs["MaxNumberOfMessages"]]
+        return {"Messages": [{"MessageId": b, "ReceiptHandle": self.dlq[b], "Body": b} for b in bodies]}
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
+        self.order.append("send")
+        ok = [e for e in Entries if e["MessageBody"] not in self.refuse]
+        self.refuse.clear()
+        self.target += [e["MessageBody"] for e in ok]
+        failed = [
+            {"Id": e["Id"], "Code": "InternalError", "SenderFault": False} for e in Entries if e not in ok
+        ]
+        return {"Successful": [{"Id": e["Id"]} for e in ok], "Failed": failed}
+
+    def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
+        self.order.append("delete")
+        for entry in Entries:
+            self.dlq = {b: rh for b, rh in self.dlq.items() if rh != entry["ReceiptHandle"]}
+        return {"Successful": [{"Id": e["Id"]} for e in Entries]}
+
+
+def test_moving_the_dlq_deletes_only_what_was_sent_and_only_after_sending() -> None:
+    queues = TwoQueues()
+    assert move_messages(queues, "dlq", "queue", wait_seconds=1) == 3
+    assert sorted(queues.target) == ["a", "b", "c"] and queues.dlq == {}
+    # "b" was refused by the first send: it stayed in the DLQ and went with the next receive.
+    assert queues.order == ["send", "delete", "send", "delete"]

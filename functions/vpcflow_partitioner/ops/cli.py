@@ -376,7 +376,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--wait",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="show the queue until it is empty, then check the DLQ (default: on a terminal)",
+        help="show the queue until it is empty, then check the DLQ (default: on a terminal; Ctrl-C "
+        "stops the watching, not the backfill)",
     )
     fleet.add_argument(
         "--replay-dlq",
