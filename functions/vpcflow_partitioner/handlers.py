@@ -21,7 +21,7 @@ from . import aws
 from .config import SERVICE, Settings, tracing_enabled
 from .envelopes import Envelope, unwrap
 from .errors import TransientError
-from .pipeline import Fleet, Report, merged
+from .pipeline import Fleet, Partitioner, Report, merged
 from .scheme import ConfigurationError
 
 logger = Logger(service=SERVICE)
@@ -69,6 +69,17 @@ def _fleet(settings: Settings) -> Fleet:
     )
 
 
+def _partitioner_for(table: str) -> Partitioner:
+    """The Partitioner of a work item's table: one of the configured tables, as GLUE_TABLES
+    writes it (or database.table)."""
+    fleet = _fleet(_settings())
+    try:
+        return fleet.partitioner(table)
+    except KeyError:
+        names = ", ".join(p.name for p in fleet.partitioners)
+        raise ConfigurationError(f"work item for table {table}: this function partitions {names}") from None
+
+
 def reset() -> None:
     """Forget warm-container state and clients (a new container, for tests)."""
     _settings.cache_clear()
@@ -85,6 +96,11 @@ def on_object_created(event: dict[str, Any], context: Any = None) -> dict[str, A
 def on_schedule(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Sweep the last RECONCILE_DAYS days of the table's folders and create what is missing."""
     return _on_schedule(event, _context(context))
+
+
+def on_backfill(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """Run the backfill queue's work items (SQS); answer the records that failed."""
+    return _on_backfill(event, _context(context))
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -153,6 +169,24 @@ def _on_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "`vpcflow-partitioner backfill`"
         )
     return _summary(report)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@_traced
+def _on_backfill(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from .backfill import run_records  # the walk: for the backfill function only
+
+    settings = _settings()
+    now = time.time()
+    outcome = run_records(
+        event.get("Records") or [],
+        _partitioner_for,
+        aws.client("s3", settings.endpoint_url, settings.region),
+        now,
+    )
+    _publish(Report(counts=Counter(outcome.counts)), now)
+    # The partial batch response: SQS redelivers these, then moves them to the DLQ.
+    return {"batchItemFailures": [{"itemIdentifier": i} for i in outcome.failed]}
 
 
 def _publish(report: Report, now: float) -> None:

@@ -16,14 +16,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .envelopes import Message, ObjectRef, message_from_body
 from .errors import classify
 from .keys import LEVELS, FolderState, descend, folder_state, parse_key
-from .scheme import Scheme
+from .scheme import ConfigurationError, Scheme
 
 _PROBE_KEYS = 100
 
@@ -42,6 +42,14 @@ class DateRange:
         return (low is None or parts >= low) and (high is None or parts <= high)
 
 
+class RegionFolder(NamedTuple):
+    """A region folder of one account's flow logs: where a distributed backfill slices."""
+
+    folder: str
+    account: str
+    region: str
+
+
 class FolderWalk:
     """Delimiter walk of one table's Location; counts its ListObjectsV2 calls.
 
@@ -51,6 +59,10 @@ class FolderWalk:
     listed, and the leaves probed, by a small thread pool (boto3 clients are thread-safe):
     an organisation's year of folders is hundreds of thousands of independent list calls,
     and each one waits on the network, not on CPU.
+
+    `start` walks one folder under the Location instead of all of it (a distributed backfill's
+    slice: one account's region); it must be a folder the grammar allows, not below the
+    table's deepest partition level.
     """
 
     def __init__(
@@ -60,9 +72,11 @@ class FolderWalk:
         dates: DateRange = DateRange(),
         workers: int = 16,
         max_list_calls: int | None = None,
+        start: str | None = None,
     ) -> None:
         self._s3 = s3
         self._scheme = scheme
+        self._start = scheme.prefix if start is None else _checked_start(scheme, start)
         self._dates = dates
         self._workers = max(1, workers)
         self._lock = threading.Lock()
@@ -96,17 +110,49 @@ class FolderWalk:
             out.append((folder, state.date if state is not None else ()))
         return out
 
-    def _leaves(self, pool: ThreadPoolExecutor) -> tuple[list[str], list[tuple[str, str]]]:
-        """Folders at the table's deepest partition level within the date range, and
-        (folder, key) of flow-log objects lying directly in a folder above that level."""
-        start = folder_state(self._scheme.prefix)
+    def region_folders(self) -> list[RegionFolder]:
+        """The region folders below the start, with their account and region (a few list calls:
+        accounts, their service folders, their regions, and any free prefix above them); the
+        start itself when it is a region folder or below one (a walk may not begin above it)."""
+        start = folder_state(self._start)
+        if start is None:
+            return []
+        if start.level is not None and LEVELS.index(start.level) >= LEVELS.index("region"):
+            return [_region_folder(self._start)]
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="walk") as pool:
+            folders, _ = self._leaves(pool, "region")
+        return [_region_folder(folder) for folder in folders]
+
+    def years(self, folder: str) -> list[int]:
+        """The years that have a folder below a region folder (one listing; the year of a folder
+        at or below the year level without any)."""
+        state = folder_state(folder)
+        if state is None:
+            return []
+        if state.date:
+            return [state.date[0]]
+        children, _ = self._children(folder)
+        found = set()
+        for child in children:
+            below = descend(state, child[len(folder) : -1])
+            if below is not None and below.level == "year":
+                found.add(below.date[0])
+        return sorted(found)
+
+    def _leaves(
+        self, pool: ThreadPoolExecutor, leaf_level: str | None = None
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        """Folders at the table's deepest partition level (or `leaf_level`) within the date
+        range, and (folder, key) of flow-log objects lying directly in a folder above that level."""
+        leaf_level = leaf_level or self.leaf_level
+        start = folder_state(self._start)
         if start is None:
             return [], []
-        if start.level == self.leaf_level:
-            return [self._scheme.prefix], []
+        if start.level == leaf_level:
+            return [self._start], []
         leaves: list[str] = []
         strays: list[tuple[str, str]] = []
-        frontier: list[tuple[str, FolderState]] = [(self._scheme.prefix, start)]
+        frontier: list[tuple[str, FolderState]] = [(self._start, start)]
         # Breadth first: one level at a time, every folder of the level listed concurrently.
         while frontier:
             if self._budget is not None and self.list_calls + len(frontier) > self._budget:
@@ -121,9 +167,9 @@ class FolderWalk:
                     below = descend(state, child[len(folder) : -1])
                     if below is None or (below.date and not self._dates.admits(below.date[:3])):
                         continue
-                    if below.level == self.leaf_level:
+                    if below.level == leaf_level:
                         leaves.append(child)
-                    elif below.free or LEVELS.index(below.level or "root") < LEVELS.index(self.leaf_level):
+                    elif below.free or LEVELS.index(below.level or "root") < LEVELS.index(leaf_level):
                         next_frontier.append((child, below))
             frontier = next_frontier
         return leaves, strays
@@ -181,6 +227,36 @@ class FolderWalk:
             return dict(self._s3.list_objects_v2(**kwargs))
         except (ClientError, BotoCoreError) as exc:
             raise classify(exc, f"S3 ListObjectsV2 s3://{kwargs['Bucket']}/{kwargs['Prefix']}") from exc
+
+
+def _checked_start(scheme: Scheme, start: str) -> str:
+    """`start` if a walk can begin there; a one-line ConfigurationError otherwise."""
+    where = f"s3://{scheme.bucket}/{start}"
+    if not start.endswith("/") or not start.startswith(scheme.prefix):
+        raise ConfigurationError(f"{where} is not a folder under the table Location {scheme.location}")
+    state = folder_state(start)
+    if state is None:
+        raise ConfigurationError(f"{where} is not a folder flow logs are delivered under (AWSLogs/...)")
+    if state.level is not None and LEVELS.index(state.level) > LEVELS.index(scheme.deepest_level):
+        raise ConfigurationError(
+            f"{where} is below the {scheme.deepest_level} folders the table {scheme.table} partitions by"
+        )
+    return start
+
+
+def _region_folder(folder: str) -> RegionFolder:
+    """`folder` (a region folder, or a folder below one) with the account and region it is of."""
+    state: FolderState | None = folder_state("")
+    names: dict[str, str] = {}
+    for name in folder.split("/")[:-1]:
+        assert state is not None  # folder_state(folder) was checked by the caller
+        state = descend(state, name)
+        if state is not None and state.level in ("account", "region") and not state.free:
+            # A Hive folder is "aws-account-id=123456789012", "aws-region=us-east-1".
+            names[state.level] = name.rpartition("=")[2]
+    if "region" not in names:
+        raise ConfigurationError(f"{folder} is not a region folder of a flow log")
+    return RegionFolder(folder, names["account"], names["region"])
 
 
 def leaf_folder(obj: Any, level: str) -> str | None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from vpcflow_partitioner.envelopes import Message
 from vpcflow_partitioner.keys import parse_key
-from vpcflow_partitioner.scheme import Scheme
+from vpcflow_partitioner.scheme import ConfigurationError, Scheme
 from vpcflow_partitioner.sources import DateRange, FolderWalk, sweep_messages
 
 ACCOUNT = "123456789012"
@@ -201,3 +201,70 @@ def test_the_sweep_covers_the_last_days_including_today() -> None:
     assert found(messages) == {flow_key("2024-02-29"), flow_key("2024-03-01")} and not truncated
     parsed = [parse_key(k) for k in found(messages)]
     assert all(p is not None and not p.nested for p in parsed)
+
+
+# ---------------------------------------------------------------- start and region folders
+
+
+def test_region_folders_are_found_under_a_free_prefix_in_both_layouts() -> None:
+    hive = "logs/AWSLogs/aws-account-id=210987654321/aws-service=vpcflowlogs/aws-region=eu-west-1/"
+    keys = [
+        flow_key("2024-01-01", "us-east-1", prefix="logs/"),
+        flow_key("2024-02-01", "eu-west-1", prefix="logs/"),
+        f"{hive}year=2024/month=01/day=01/x.log.gz",
+        "logs/readme.txt",
+    ]
+    s3 = PagingS3(keys, page=1)
+    walk = FolderWalk(s3, scheme(f"s3://{BUCKET}/", MULTI), workers=2)
+    assert sorted(walk.region_folders()) == [
+        (f"logs/AWSLogs/{ACCOUNT}/vpcflowlogs/eu-west-1/", ACCOUNT, "eu-west-1"),
+        (f"logs/AWSLogs/{ACCOUNT}/vpcflowlogs/us-east-1/", ACCOUNT, "us-east-1"),
+        (hive, "210987654321", "eu-west-1"),
+    ]
+    # The bucket root, logs/, AWSLogs/, two accounts, their service folders: never a region's.
+    assert walk.folders_walked == 1 + 1 + 1 + 2 + 2 and walk.list_calls == len(s3.calls)
+    assert not any(call["Prefix"].endswith(("-1/", "2024/")) for call in s3.calls)
+
+
+def test_a_location_at_or_below_a_region_folder_is_its_own_region_folder() -> None:
+    folder = f"AWSLogs/{ACCOUNT}/vpcflowlogs/us-east-1/"
+    s3 = PagingS3([flow_key("2024-01-01")], page=1)
+    walk = FolderWalk(s3, scheme(f"s3://{BUCKET}/{folder}", ["date"]))
+    assert walk.region_folders() == [(folder, ACCOUNT, "us-east-1")] and walk.list_calls == 0
+    # Below a region folder the Location itself: a slice's walk may not start above it.
+    year = FolderWalk(s3, scheme(f"s3://{BUCKET}/{folder}2024/", ["date"]))
+    assert year.region_folders() == [(f"{folder}2024/", ACCOUNT, "us-east-1")]
+
+
+def test_years_are_read_from_one_listing_of_a_region_folder() -> None:
+    keys = [flow_key(d) for d in ("2022-05-01", "2024-01-01", "2024-03-01")]
+    s3 = PagingS3([*keys, f"AWSLogs/{ACCOUNT}/vpcflowlogs/us-east-1/notes/x.txt"], page=1000)
+    walk = FolderWalk(s3, scheme(f"s3://{BUCKET}/AWSLogs/", MULTI))
+    assert walk.years(f"AWSLogs/{ACCOUNT}/vpcflowlogs/us-east-1/") == [2022, 2024]
+    assert walk.list_calls == 1
+    assert walk.years(f"AWSLogs/{ACCOUNT}/vpcflowlogs/us-east-1/2024/") == [2024]
+
+
+def test_a_walk_from_a_start_folder_sees_only_that_folder_and_its_dates() -> None:
+    keys = [flow_key(d, region) for d in DAYS for region in ("eu-west-1", "us-east-1")]
+    s3 = PagingS3(keys, page=1000)
+    start = f"AWSLogs/{ACCOUNT}/vpcflowlogs/eu-west-1/"
+    dates = DateRange(date(2024, 2, 1), date(2024, 2, 29))
+    walk = FolderWalk(s3, scheme(f"s3://{BUCKET}/AWSLogs/", MULTI), dates, start=start)
+    assert found(list(walk.messages())) == {flow_key(d, "eu-west-1") for d in DAYS if d.startswith("2024-02")}
+    assert walk.folders_walked == 3  # the region, its year, its month
+
+
+@pytest.mark.parametrize(
+    ("start", "why"),
+    [
+        ("other/AWSLogs/", "is not a folder under the table Location"),
+        ("AWSLogs/123456789012/vpcflowlogs/us-east-1", "is not a folder under the table Location"),
+        ("AWSLogs/123456789012/elasticloadbalancing/", "is not a folder flow logs are delivered under"),
+        ("AWSLogs/123456789012/vpcflowlogs/us-east-1/2024/01/01/05/", "is below the day folders"),
+    ],
+)
+def test_a_start_folder_the_walk_cannot_begin_at_is_refused_in_one_line(start: str, why: str) -> None:
+    with pytest.raises(ConfigurationError, match=why) as refused:
+        FolderWalk(PagingS3([], 1), scheme(f"s3://{BUCKET}/AWSLogs/", MULTI), start=start)
+    assert "\n" not in str(refused.value)

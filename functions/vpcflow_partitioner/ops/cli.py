@@ -13,11 +13,13 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import shlex
 import sys
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from typing import IO, Any
@@ -42,7 +44,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .. import aws
+from .. import aws, backfill
 from ..catalog import CREATED, EXISTS
 from ..config import Connection, Settings, SettingsError
 from ..envelopes import Message
@@ -338,13 +340,50 @@ def _build_parser() -> argparse.ArgumentParser:
         "backfill",
         "create the partitions of every date folder in the bucket",
         "Walk the table's Location folder by folder (a / delimiter, never every object) and create "
-        "every partition that is missing. Asks Glue, never the cache.",
+        "every partition that is missing. Asks Glue, never the cache.\n\n"
+        "--distributed: list the table's region folders here (a few calls), send one work item per "
+        "account, region and month to the stack's backfill queue, and let its on_backfill function "
+        "walk them; then show the queue until it is empty (exit 1 if work items landed in the DLQ, "
+        "with the command that replays them). An open --since/--until is closed by each region's own "
+        "year folders (one list call per region).",
         "  vpcflow-partitioner backfill --since 2024-01-01 --dry-run   # plan: exit 3 if it would create any\n"
-        "  vpcflow-partitioner backfill --since 2024-01-01             # apply",
+        "  vpcflow-partitioner backfill --since 2024-01-01             # apply\n"
+        "  vpcflow-partitioner backfill --distributed --stack vpcflow-partitioner-prod --dry-run\n"
+        "  vpcflow-partitioner backfill --distributed --stack vpcflow-partitioner-prod --since 2023-01-01\n"
+        "  vpcflow-partitioner backfill --distributed --stack vpcflow-partitioner-prod --replay-dlq",
     )
     table_options(backfill)
     range_options(backfill)
     dry_run(backfill, "backfill")
+    fleet = backfill.add_argument_group("distributed (on the function fleet)")
+    fleet.add_argument(
+        "--distributed",
+        action="store_true",
+        help="send one work item per account, region and month to the backfill queue instead of walking here",
+    )
+    fleet.add_argument(
+        "--stack",
+        default="",
+        help="read the queues (BackfillQueueUrl, BackfillDlqUrl) and the table from this stack's Outputs",
+    )
+    fleet.add_argument("--queue-url", default="", help="the backfill queue (default: the stack's)")
+    fleet.add_argument(
+        "--dlq-url",
+        default="",
+        help="its dead-letter queue (default: the stack's, else the queue's redrive target)",
+    )
+    fleet.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show the queue until it is empty, then check the DLQ (default: on a terminal; Ctrl-C "
+        "stops the watching, not the backfill)",
+    )
+    fleet.add_argument(
+        "--replay-dlq",
+        action="store_true",
+        help="move the work items in the DLQ back to the backfill queue (resume a backfill)",
+    )
     backfill.set_defaults(run=_backfill)
 
     audit = command(
@@ -879,6 +918,13 @@ def _drain(args: argparse.Namespace, out: Console, settings: Settings, fleet: Fl
 def _backfill(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.since and args.until and args.since > args.until:
         raise UsageError("--since is after --until")
+    if args.distributed:
+        return _distributed(args, out, err)
+    for flag in ("stack", "queue_url", "dlq_url", "replay_dlq"):
+        if getattr(args, flag):
+            raise UsageError(f"--{flag.replace('_', '-')} needs --distributed")
+    if args.wait is not None:
+        raise UsageError("--wait and --no-wait need --distributed")
     settings = _settings(args)
     s3 = _client(settings, "s3")
     totals = _Totals()
@@ -897,6 +943,196 @@ def _backfill(args: argparse.Namespace, out: Console, err: Console) -> int:
             glue_create_calls=partitioner.catalog.create_calls,
         )
     return _finish(args, out, totals, dict(extra), "backfill")
+
+
+# How often --wait reads the queue's counts, and how many readings in a row must show it empty:
+# SQS's approximate counts lag ("up to a minute", GetQueueAttributes), so one empty reading
+# right after a send, or between two receives of a poller, says little.
+_POLL_SECONDS = 10.0
+_SETTLE_POLLS = 3
+
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _distributed(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if args.replay_dlq and (args.dry_run or args.since or args.until):
+        raise UsageError(
+            "--replay-dlq moves the DLQ's work items as they are: no --dry-run, --since or --until"
+        )
+    if args.endpoint_url and not args.endpoint_url.startswith(("http://", "https://")):
+        raise UsageError(f"--endpoint-url {args.endpoint_url!r} is not an http:// or https:// URL")
+    where = Connection.from_env(
+        None, AWS_REGION=args.region, AWS_ENDPOINT_URL=args.endpoint_url, AWS_PROFILE=args.profile
+    )
+
+    def client(service: str) -> Any:
+        return aws.client(service, where.endpoint_url, where.region, where.profile)
+
+    queue_url, dlq_url, found = args.queue_url, args.dlq_url, {}
+    if args.stack:
+        outputs = checkup.read_stack(client("cloudformation"), args.stack).outputs
+        found = checkup.target_from_outputs(outputs)
+        queue_url = queue_url or outputs.get("BackfillQueueUrl", "")
+        dlq_url = dlq_url or outputs.get("BackfillDlqUrl", "")
+        if not queue_url:
+            raise ConfigurationError(
+                f"stack {args.stack} has no BackfillQueueUrl output: deploy the version with the backfill "
+                "queue, or pass --queue-url"
+            )
+    if not queue_url:
+        raise UsageError("--distributed needs the backfill queue: --stack NAME or --queue-url URL")
+    sqs = client("sqs")
+    report: dict[str, Any] = {"queue_url": queue_url}
+    if args.replay_dlq:
+        dlq_url = dlq_url or backfill.dead_letter_queue(sqs, queue_url)
+        if not dlq_url:
+            raise UsageError(f"{queue_url} has no redrive policy: name the DLQ with --dlq-url")
+        total = backfill.move_messages(sqs, dlq_url, queue_url)
+        report |= {"dlq_url": dlq_url, "replayed": total}
+        if not _json(args):
+            out.print(f"moved {total} work {_plural(total, 'item')} from {escape(dlq_url)} back to the queue")
+    else:
+        # The stack's GlueTables (the `tables` param) stand for its tables unless a flag names one.
+        stack_tables = found.get("tables", "") if not (args.database or args.table) else ""
+        settings = Settings.from_env(
+            None,
+            GLUE_DATABASE=args.database or ("" if stack_tables else found.get("database", "")),
+            GLUE_TABLE=args.table or ("" if stack_tables else found.get("table", "")),
+            GLUE_TABLES=stack_tables,
+            GLUE_CATALOG_ID=args.catalog_id or found.get("catalog_id", ""),
+            AWS_REGION=where.region,
+            AWS_ENDPOINT_URL=where.endpoint_url,
+            AWS_PROFILE=where.profile,
+        )
+        items: list[backfill.WorkItem] = []
+        list_calls = 0
+        for partitioner in _fleet(settings).partitioners:  # one item per table, region and month
+            planned, walk = _plan_slices(partitioner, settings, args, err)
+            items += planned
+            list_calls += walk.list_calls
+        report |= {
+            "tables": [str(n) for n in settings.table_names],
+            "region_folders": len({(item.table, item.folder) for item in items}),
+            "list_calls": list_calls,
+            "work_items": len(items),
+        }
+        if args.dry_run:
+            return _print_plan(args, out, items, report)
+        dlq_url = dlq_url or backfill.dead_letter_queue(sqs, queue_url)
+        total = backfill.send(sqs, queue_url, items)
+        report |= {"dlq_url": dlq_url, "sent": total}
+        if not _json(args):
+            out.print(
+                f"sent {total} work {_plural(total, 'item')} ({report['region_folders']} region folders, "
+                f"{list_calls} list calls) to {escape(queue_url)}"
+            )
+    wait = args.wait if args.wait is not None else out.is_terminal
+    report["waited"] = bool(wait)
+    code = OK
+    if wait:
+        final = _watch(sqs, queue_url, dlq_url, total, err)
+        report |= {"waiting": final.waiting, "in_flight": final.in_flight, "dead_letters": final.dead}
+        if final.dead:
+            report["replay_command"] = _replay_command(args, queue_url, dlq_url)
+            code = RUNTIME_ERROR
+    if _json(args):
+        out.print(json.dumps(report, indent=2), markup=False)
+    elif wait:
+        dead = report["dead_letters"]
+        if dead is None:
+            out.print("the backfill queue is empty; no DLQ known to check (--dlq-url)")
+        elif dead:
+            out.print(
+                f"[red]{dead} work {_plural(dead, 'item')} in the DLQ[/] {escape(dlq_url)}; the function's "
+                f"logs say why. Replay them with:\n  {escape(report['replay_command'])}"
+            )
+        else:
+            out.print("the backfill queue is empty and its DLQ too: done")
+    else:
+        out.print("not waiting: the function works through the queue; run again with --wait to watch it")
+    return code
+
+
+def _plan_slices(
+    partitioner: Partitioner, settings: Settings, args: argparse.Namespace, err: Console
+) -> tuple[list[backfill.WorkItem], FolderWalk]:
+    """The work items: the table's region folders (and their years, for an open range) x months."""
+    scheme = partitioner.scheme()
+    table = partitioner.name
+    backfill.check_slicable(scheme.deepest_level, table)
+    dates = DateRange(args.since, args.until)
+    walk = FolderWalk(_client(settings, "s3"), scheme, dates)
+    with (
+        err.status("listing region folders", spinner="dots") if err.is_terminal else contextlib.nullcontext()
+    ):
+        regions = walk.region_folders()
+        years = None
+        if args.since is None or args.until is None:
+            # One listing per region, concurrently: each waits on the network.
+            with ThreadPoolExecutor(16, thread_name_prefix="years") as pool:
+                years = dict(
+                    zip(
+                        (r.folder for r in regions),
+                        pool.map(walk.years, (r.folder for r in regions)),
+                        strict=True,
+                    )
+                )
+    return backfill.plan(table, scheme.bucket, regions, dates, years), walk
+
+
+def _print_plan(
+    args: argparse.Namespace, out: Console, items: list[backfill.WorkItem], report: dict[str, Any]
+) -> int:
+    report["dry_run"] = True
+    if _json(args):
+        report["items"] = [json.loads(item.to_body()) for item in items]
+        out.print(json.dumps(report, indent=2), markup=False)
+    else:
+        if items and len(items) <= 50:
+            table = Table(title="backfill: work items it would send")
+            for column in ("folder", "since", "until"):
+                table.add_column(column, overflow="fold")
+            for item in items:
+                table.add_row(escape(f"s3://{item.bucket}/{item.folder}"), str(item.since), str(item.until))
+            out.print(table)
+        out.print(
+            f"plan: would send {len(items)} work {_plural(len(items), 'item')} "
+            f"({report['region_folders']} region folders, {report['list_calls']} list calls)"
+            if items
+            else f"plan: nothing to do ({report['list_calls']} list calls)"
+        )
+    return DRIFT if items else OK
+
+
+def _watch(sqs: Any, queue_url: str, dlq_url: str, total: int, err: Console) -> backfill.QueueProgress:
+    """Read the queue until it has been empty, nothing in flight, _SETTLE_POLLS readings in a row."""
+    settled = 0
+    with _progress(err) as bar:
+        task = bar.add_task("backfill", total=total or None)
+        while True:
+            now = backfill.progress(sqs, queue_url, dlq_url)
+            left = now.waiting + now.in_flight
+            bar.update(
+                task,
+                completed=max(0, total - left),
+                description=f"backfill: {now.waiting} waiting, {now.in_flight} in flight, {now.dead or 0} in the DLQ",
+            )
+            settled = settled + 1 if now.drained else 0
+            if settled >= _SETTLE_POLLS:
+                return now
+            _pause(_POLL_SECONDS)
+
+
+def _replay_command(args: argparse.Namespace, queue_url: str, dlq_url: str) -> str:
+    """The command that moves this backfill's DLQ back to its queue, with the same connection."""
+    words = [PROG, "backfill", "--distributed", "--replay-dlq"]
+    words += ["--stack", args.stack] if args.stack else ["--queue-url", queue_url, "--dlq-url", dlq_url]
+    for flag in ("region", "profile", "endpoint_url"):
+        if getattr(args, flag):
+            words += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
+    return shlex.join(words)
 
 
 def _finish(args: argparse.Namespace, out: Console, totals: _Totals, extra: dict[str, Any], what: str) -> int:

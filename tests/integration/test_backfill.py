@@ -1,0 +1,373 @@
+"""backfill --distributed on moto: plan -> backfill queue -> on_backfill -> partitions; a slice
+that fails lands in the DLQ and is replayed.
+
+moto's Lambda event-source mapping runs a function's code only in docker, so the test is the
+event-source mapping: it receives the queue one message at a time (batch size 1), calls
+handlers.on_backfill with the SQS event Lambda sends, deletes what the function did not
+report as failed, and leaves the rest to come back (the queue's visibility timeout is 0 here,
+so "later" is the next receive); moto moves a message to the DLQ past maxReceiveCount, as SQS.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from helpers import BUCKET, DATABASE, TABLE, create_table, emitted_metrics, failure, partitions
+from vpcflow_partitioner import aws, handlers
+from vpcflow_partitioner.backfill import WorkItem
+from vpcflow_partitioner.ops import cli
+from vpcflow_partitioner.ops.cli import main
+from vpcflow_partitioner.ops.synthetic import object_key
+
+ACCOUNTS = ("111111111111", "222222222222")
+REGIONS = ("us-east-1", "eu-west-1")
+DAYS = (date(2024, 1, 10), date(2024, 1, 31), date(2024, 2, 1), date(2024, 2, 29))
+MULTI_KEYS = [
+    ("aws_account_id", "string"),
+    ("aws_region", "string"),
+    ("year", "string"),
+    ("month", "string"),
+    ("day", "string"),
+]
+RANGE = ["--since", "2024-01-01", "--until", "2024-02-29"]
+MAX_RECEIVES = 2
+
+
+def glue() -> Any:
+    return aws.client("glue", "", "us-east-1")
+
+
+def sqs() -> Any:
+    return aws.client("sqs", "", "us-east-1")
+
+
+def s3() -> Any:
+    return aws.client("s3", "", "us-east-1")
+
+
+@pytest.fixture
+def org(mocked: None, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """2 accounts x 2 regions x 2 months of flow logs, the table over AWSLogs/, the backfill
+    queue and its DLQ; returns (queue URL, DLQ URL)."""
+    monkeypatch.setenv("GLUE_DATABASE", DATABASE)
+    monkeypatch.setenv("GLUE_TABLE", TABLE)
+    s3().create_bucket(Bucket=BUCKET)
+    for account in ACCOUNTS:
+        for region in REGIONS:
+            for day in DAYS:
+                moment = datetime(day.year, day.month, day.day, 0, 5, tzinfo=UTC)
+                s3().put_object(Bucket=BUCKET, Key=object_key(account, region, moment), Body=b"x")
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS)
+    dlq = sqs().create_queue(QueueName="backfill-dlq")["QueueUrl"]
+    dlq_arn = sqs().get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue = sqs().create_queue(
+        QueueName="backfill",
+        Attributes={
+            "VisibilityTimeout": "0",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES}),
+        },
+    )["QueueUrl"]
+    return str(queue), str(dlq)
+
+
+def every_partition() -> set[tuple[str, ...]]:
+    return {
+        (account, region, f"{day:%Y}", f"{day:%m}", f"{day:%d}")
+        for account in ACCOUNTS
+        for region in REGIONS
+        for day in DAYS
+    }
+
+
+def sqs_event(message: dict[str, Any], queue_url: str) -> dict[str, Any]:
+    """The event Lambda's SQS event-source mapping sends ("Using Lambda with Amazon SQS")."""
+    arn = sqs().get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": message["Attributes"]["ApproximateReceiveCount"],
+                    "SentTimestamp": message["Attributes"]["SentTimestamp"],
+                    "SenderId": message["Attributes"]["SenderId"],
+                    "ApproximateFirstReceiveTimestamp": message["Attributes"][
+                        "ApproximateFirstReceiveTimestamp"
+                    ],
+                },
+                "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1",
+            }
+        ]
+    }
+
+
+class EventSourceMapping:
+    """Lambda's SQS poller, batch size 1, with ReportBatchItemFailures."""
+
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+        self.invocations: list[dict[str, Any]] = []
+
+    def drain(self) -> None:
+        while True:
+            received = sqs().receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=1, MessageSystemAttributeNames=["All"]
+            )
+            messages = received.get("Messages") or []
+            if not messages:
+                return
+            event = sqs_event(messages[0], self.queue_url)
+            answer = handlers.on_backfill(event)
+            self.invocations.append(answer)
+            failed = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+            if messages[0]["MessageId"] not in failed:
+                sqs().delete_message(QueueUrl=self.queue_url, ReceiptHandle=messages[0]["ReceiptHandle"])
+
+
+def cli_json(out: str) -> Any:
+    """The command's JSON report, without the EMF lines the function printed meanwhile."""
+    return json.loads("\n".join(line for line in out.splitlines() if not line.startswith('{"_aws"')))
+
+
+def depth(url: str) -> int:
+    attributes = sqs().get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def break_glue_for(account: str, region: str, month: str) -> list[bool]:
+    """BatchCreatePartition fails (as a Glue 5xx after botocore's retries) for one slice's partitions
+    while the returned flag is True."""
+    broken = [True]
+
+    def fail(params: dict[str, Any], **_: Any) -> Any:
+        body = json.loads(params["body"])
+        values = [p["Values"] for p in body["PartitionInputList"]]
+        if broken[0] and any(v[:2] == [account, region] and v[3] == month for v in values):
+            return failure("InternalServiceException", 500)
+        return None
+
+    glue().meta.events.register_first("before-call.glue.BatchCreatePartition", fail)
+    return broken
+
+
+def test_a_distributed_backfill_partitions_everything_and_a_failed_slice_is_replayed(
+    org: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue, dlq = org
+    poller = EventSourceMapping(queue)
+    monkeypatch.setattr(cli, "_pause", lambda _: poller.drain())  # the fleet works while the CLI waits
+    broken = break_glue_for(ACCOUNTS[1], "eu-west-1", "02")
+
+    assert main(["backfill", "--distributed", "--queue-url", queue, *RANGE, "--wait", "--json"]) == 1
+    report = cli_json(capsys.readouterr().out)
+    # 2 accounts x 2 regions x 2 months; the DLQ found from the queue's redrive policy.
+    assert (report["work_items"], report["sent"], report["region_folders"]) == (8, 8, 4)
+    assert (report["dlq_url"], report["dead_letters"], report["waiting"], report["in_flight"]) == (
+        dlq,
+        1,
+        0,
+        0,
+    )
+    slice_of = f"AWSLogs/{ACCOUNTS[1]}/vpcflowlogs/eu-west-1/"
+    assert set(partitions(glue())) == {
+        p for p in every_partition() if not (p[0] == ACCOUNTS[1] and p[1] == "eu-west-1" and p[3] == "02")
+    }
+    # The failing slice was tried maxReceiveCount times, each answered as a batch item failure.
+    failures = [a for a in poller.invocations if a["batchItemFailures"]]
+    assert len(poller.invocations) == 8 + MAX_RECEIVES - 1 and len(failures) == MAX_RECEIVES
+    dead = sqs().receive_message(QueueUrl=dlq, VisibilityTimeout=0)["Messages"][0]
+    assert json.loads(dead["Body"]) == {
+        "v": 1,
+        "table": f"{DATABASE}.{TABLE}",
+        "bucket": BUCKET,
+        "folder": slice_of,
+        "since": "2024-02-01",
+        "until": "2024-02-29",
+    }
+    command = report["replay_command"]
+    assert command == shlex.join(
+        [
+            "vpcflow-partitioner",
+            "backfill",
+            "--distributed",
+            "--replay-dlq",
+            "--queue-url",
+            queue,
+            "--dlq-url",
+            dlq,
+        ]
+    )
+
+    broken[0] = False  # Glue is back: the operator runs the command it was given
+    assert main([*shlex.split(command)[1:], "--wait", "--json"]) == 0
+    replayed = cli_json(capsys.readouterr().out)
+    assert (replayed["replayed"], replayed["dead_letters"]) == (1, 0)
+    assert set(partitions(glue())) == every_partition()
+    assert depth(queue) == depth(dlq) == 0
+
+
+def test_the_table_report_says_what_to_run_when_items_are_dead(
+    org: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue, dlq = org
+    poller = EventSourceMapping(queue)
+    monkeypatch.setattr(cli, "_pause", lambda _: poller.drain())
+    break_glue_for(ACCOUNTS[0], "us-east-1", "01")
+    assert main(["backfill", "--distributed", "--queue-url", queue, "--dlq-url", dlq, *RANGE, "--wait"]) == 1
+    out = capsys.readouterr().out
+    assert "sent 8 work items (4 region folders" in out
+    assert "1 work item in the DLQ" in out
+    assert (
+        f"vpcflow-partitioner backfill --distributed --replay-dlq --queue-url {queue} --dlq-url {dlq}" in out
+    )
+
+
+def test_on_backfill_fails_malformed_foreign_and_outside_items_and_only_them(
+    org: tuple[str, str], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    good = WorkItem(
+        f"{DATABASE}.{TABLE}", BUCKET, f"AWSLogs/{ACCOUNTS[0]}/vpcflowlogs/us-east-1/", DAYS[0], DAYS[1]
+    )
+    bodies = {
+        "good": good.to_body(),
+        "not-json": "hello",
+        "version-2": json.dumps(json.loads(good.to_body()) | {"v": 2}),
+        "other-table": WorkItem("flowlogs.other", BUCKET, good.folder).to_body(),
+        "outside": WorkItem(good.table, BUCKET, "elsewhere/AWSLogs/").to_body(),
+        "other-bucket": WorkItem(good.table, "another-bucket", good.folder).to_body(),
+    }
+    event = {
+        "Records": [
+            {"messageId": name, "receiptHandle": f"rh-{name}", "body": body, "eventSource": "aws:sqs"}
+            for name, body in bodies.items()
+        ]
+    }
+    answer = handlers.on_backfill(event)
+    assert sorted(f["itemIdentifier"] for f in answer["batchItemFailures"]) == sorted(set(bodies) - {"good"})
+    assert set(partitions(glue())) == {(ACCOUNTS[0], "us-east-1", "2024", "01", f"{d:%d}") for d in DAYS[:2]}
+    assert emitted_metrics(capsys.readouterr().out) == {
+        "PartitionsCreated": 2,
+        "RecordsMalformed": 2,
+        "RecordsFailed": 5,
+    }
+    errors = {r.message_id: r.error for r in caplog.records if hasattr(r, "error")}  # type: ignore[attr-defined]
+    assert "this build reads version 1" in errors["version-2"]
+    assert "this function partitions flowlogs.vpc_flow_logs" in errors["other-table"]
+    assert "is not a folder under the table Location" in errors["outside"]
+    assert "is not the bucket of the table Location" in errors["other-bucket"]
+
+
+def test_the_dry_run_prints_the_plan_and_sends_nothing(
+    org: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue, _ = org
+    assert main(["backfill", "--distributed", "--queue-url", queue, "--dry-run", "--json"]) == 3
+    plan = json.loads(capsys.readouterr().out)
+    # An open range: each region's year folders (2024) close it; a list call per region for them.
+    assert plan["work_items"] == 4 * 12 and plan["dry_run"] and depth(queue) == 0
+    assert plan["items"][0] == {
+        "v": 1,
+        "table": f"{DATABASE}.{TABLE}",
+        "bucket": BUCKET,
+        "folder": f"AWSLogs/{ACCOUNTS[0]}/vpcflowlogs/eu-west-1/",
+        "since": "2024-01-01",
+        "until": "2024-01-31",
+    }
+    # AWSLogs/, two accounts, their service folders; then each region's years.
+    assert plan["list_calls"] == 1 + 2 + 2 + 4
+    assert main(["backfill", "--distributed", "--queue-url", queue, *RANGE, "--dry-run"]) == 3
+    out = capsys.readouterr().out
+    assert (
+        "work items it would send" in out
+        and "plan: would send 8 work items (4 region folders, 5 list calls)" in out
+    )
+
+
+TEMPLATE = {
+    "Resources": {
+        "Dlq": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "stack-backfill-dlq"}},
+        "Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "stack-backfill"}},
+    },
+    "Outputs": {
+        "BackfillQueueUrl": {"Value": {"Ref": "Queue"}},
+        "BackfillDlqUrl": {"Value": {"Ref": "Dlq"}},
+        "GlueDatabase": {"Value": DATABASE},
+        "GlueTable": {"Value": TABLE},
+    },
+}
+
+
+def test_the_stack_names_the_queues_and_the_table(
+    org: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("GLUE_DATABASE")
+    monkeypatch.delenv("GLUE_TABLE")
+    cloudformation = aws.client("cloudformation", "", "us-east-1")
+    cloudformation.create_stack(StackName="partitioner", TemplateBody=json.dumps(TEMPLATE))
+    queue = sqs().get_queue_url(QueueName="stack-backfill")["QueueUrl"]
+    argv = ["backfill", "--distributed", "--stack", "partitioner", *RANGE, "--json"]
+    assert main([*argv, "--dry-run"]) == 3
+    assert json.loads(capsys.readouterr().out)["work_items"] == 8
+    assert main([*argv, "--no-wait"]) == 0
+    sent = json.loads(capsys.readouterr().out)
+    assert (sent["queue_url"], sent["sent"], sent["waited"]) == (queue, 8, False)
+    assert sent["dlq_url"] == sqs().get_queue_url(QueueName="stack-backfill-dlq")["QueueUrl"]
+    assert depth(queue) == 8
+
+
+def test_a_stack_without_the_backfill_queue_is_one_line(
+    org: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    template = {"Resources": TEMPLATE["Resources"], "Outputs": {"GlueTable": {"Value": TABLE}}}
+    aws.client("cloudformation", "", "us-east-1").create_stack(
+        StackName="old", TemplateBody=json.dumps(template)
+    )
+    assert main(["backfill", "--distributed", "--stack", "old", "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "stack old has no BackfillQueueUrl output" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["--queue-url", "u"], "--queue-url needs --distributed"),
+        (["--no-wait"], "--wait and --no-wait need --distributed"),
+        (["--distributed"], "needs the backfill queue"),
+        (["--distributed", "--queue-url", "u", "--replay-dlq", "--dry-run"], "--replay-dlq moves"),
+    ],
+)
+def test_distributed_usage_errors_are_one_line_and_exit_2(
+    org: tuple[str, str], capsys: pytest.CaptureFixture[str], argv: list[str], why: str
+) -> None:
+    assert main(["backfill", *argv]) == 2
+    err = capsys.readouterr().err
+    assert why in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_table_over_one_region_folder_is_sliced_by_month_from_its_location(
+    org: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue, _ = org
+    folder = f"AWSLogs/{ACCOUNTS[0]}/vpcflowlogs/us-east-1/"
+    create_table(glue(), f"s3://{BUCKET}/{folder}", table="classic")
+    monkeypatch.setenv("GLUE_TABLE", "classic")
+    handlers.reset()
+    assert main(["backfill", "--distributed", "--queue-url", queue, *RANGE, "--no-wait", "--json"]) == 0
+    sent = json.loads(capsys.readouterr().out)
+    assert (sent["work_items"], sent["region_folders"], sent["list_calls"]) == (2, 1, 0)
+    EventSourceMapping(queue).drain()
+    assert set(partitions(glue(), table="classic")) == {(f"{day}",) for day in DAYS}
+    assert partitions(glue()) == {}  # the other table was not asked
