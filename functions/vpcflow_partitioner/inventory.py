@@ -27,7 +27,7 @@ import io
 import json
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, NamedTuple
 from urllib.parse import unquote_plus
@@ -36,7 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .envelopes import Message, ObjectRef
 from .errors import classify, error_code
-from .keys import LEVELS, folder_state, is_flow_log_name, parse_key
+from .keys import LEVELS, FlowLogObject, folder_state, is_flow_log_name, parse_key
 from .scheme import ConfigurationError, Scheme
 from .sources import DateRange, leaf_folder
 
@@ -45,6 +45,7 @@ FORMATS = ("CSV", "ORC", "Parquet")
 # checked before any row is believed; ORC and Parquet readers also need to seek.
 _SPOOL_BYTES = 64 * 1024 * 1024
 _CHUNK = 1024 * 1024
+_DECODED_FOLDERS = 100_000
 
 
 class InventoryError(ConfigurationError):
@@ -213,16 +214,22 @@ def _place(parent: str, prefix: str, leaf_level: str, dates: DateRange) -> str |
         return None
     leaf = leaf_folder(obj, leaf_level)
     if leaf is not None and leaf.startswith(prefix):
-        folder = leaf
-    elif parent == prefix or LEVELS.index("day" if obj.hour is None else "hour") < LEVELS.index(leaf_level):
-        folder = parent  # listed by the walk on its way down: its own files are strays
+        folder, level = leaf, leaf_level
+    elif parent == prefix or LEVELS.index(_file_level(obj)) < LEVELS.index(leaf_level):
+        folder, level = parent, _file_level(obj)  # listed by the walk on its way down: its files are strays
     else:
         return None  # below a leaf that lies above the Location: the walk never lists it
     if folder != prefix:
-        state = folder_state(folder)
-        if state is None or (state.date and not dates.admits(state.date[:3])):
+        # The date of the folder's own levels: (year[, month[, day]]), as the walk reads it.
+        depth = max(0, min(3, LEVELS.index(level) - LEVELS.index("year") + 1))
+        parts = (int(obj.year), int(obj.month), int(obj.day))[:depth]
+        if parts and not dates.admits(parts):
             return None
     return folder
+
+
+def _file_level(obj: FlowLogObject) -> str:
+    return "day" if obj.hour is None else "hour"
 
 
 def _csv_rows(
@@ -233,6 +240,7 @@ def _csv_rows(
     latest_at = normal.index("islatest") if "islatest" in normal else None
     marker_at = normal.index("isdeletemarker") if "isdeletemarker" in normal else None
     width = max(i for i in (bucket_at, key_at, latest_at, marker_at) if i is not None) + 1
+    decode = _key_decoder()
     try:
         text = io.TextIOWrapper(gzip.GzipFile(fileobj=data, mode="rb"), encoding="utf-8", newline="")
         for line, row in enumerate(csv.reader(text), start=1):
@@ -249,9 +257,32 @@ def _csv_rows(
             # "When using the CSV file format, the key name is URL-encoded and must be decoded
             # before you can use it" (S3 user guide), a space as "+" (cloud-custodian#1997):
             # form decoding, as for S3 event notifications. ORC and Parquet keys are not encoded.
-            yield row[bucket_at], unquote_plus(row[key_at])
+            yield row[bucket_at], decode(row[key_at])
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
         raise InventoryError(f"{where}: not a gzip-compressed CSV inventory file: {exc}") from None
+
+
+def _key_decoder() -> Callable[[str], str]:
+    """unquote_plus, with each folder decoded once: a report lists the same folders over and over,
+    and urllib's unquote in pure Python is most of the time spent reading a CSV report."""
+    folders: dict[str, str] = {}
+
+    def decode(encoded: str) -> str:
+        # "/" arrives as "%2F" or as itself; no UTF-8 sequence holds a "/" byte, so a key
+        # splits at its last one into a folder and a name that decode apart.
+        cut = max(encoded.rfind("/"), encoded.rfind("%2F"), encoded.rfind("%2f"))
+        if cut < 0:
+            return unquote_plus(encoded)
+        cut += 1 if encoded[cut] == "/" else 3
+        head, name = encoded[:cut], encoded[cut:]
+        folder = folders.get(head)
+        if folder is None:
+            if len(folders) >= _DECODED_FOLDERS:
+                folders.clear()
+            folder = folders[head] = unquote_plus(head)
+        return folder + (unquote_plus(name) if "%" in name or "+" in name else name)
+
+    return decode
 
 
 def _columnar_rows(

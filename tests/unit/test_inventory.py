@@ -7,12 +7,16 @@ import hashlib
 import io
 from datetime import date
 from typing import Any
+from urllib.parse import quote_plus, unquote_plus
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from vpcflow_partitioner.envelopes import Message, ObjectRef
 from vpcflow_partitioner.inventory import (
     InventoryCounts,
     InventoryError,
+    _key_decoder,
     data_file_objects,
     inventory_messages,
     schema_columns,
@@ -174,3 +178,12 @@ def test_dates_are_checked_at_the_leaf_but_not_at_or_above_the_location() -> Non
     # A Location at a day folder is that day's leaf, whatever the range.
     one_day = scheme(f"s3://{BUCKET}/{PLAIN}2024/03/09/", ["date"])
     assert [m.objects[0].key for m in inventory_messages(objects, one_day, dates)] == keys[:1]
+
+
+@given(st.lists(st.text(alphabet="ab/=+ %é€2Ff", max_size=12), min_size=1, max_size=6), st.booleans())
+def test_keys_decode_as_unquote_plus_does_folder_cache_and_all(keys: list[str], keep_slash: bool) -> None:
+    decode = _key_decoder()
+    for key in keys * 2:  # the second time from the folder cache
+        encoded = quote_plus(key, safe="/" if keep_slash else "")
+        assert decode(encoded) == unquote_plus(encoded) == key
+    assert decode("a%252Fb/c%2fd%2Fe") == "a%2Fb/c/d/e"
