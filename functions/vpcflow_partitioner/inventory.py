@@ -85,14 +85,13 @@ def read_manifest(s3: Any, uri: str) -> Manifest:
     """Read and check `s3://bucket/.../manifest.json` (and its manifest.checksum, when there is one)."""
     match = re.match(r"^s3://([^/]+)/(.+)$", uri or "")
     if match is None:
-        raise InventoryError(f"--inventory {uri!r} is not s3://bucket/path/manifest.json")
+        raise InventoryError(f"{uri!r} is not s3://bucket/path/manifest.json")
     bucket, key = match.groups()
     body = _get(s3, bucket, key)
     checksum = _checksum(s3, bucket, key)
-    if checksum is not None and hashlib.md5(body).hexdigest() != checksum:
-        raise InventoryError(
-            f"{uri}: MD5 {hashlib.md5(body).hexdigest()} differs from manifest.checksum {checksum}"
-        )
+    actual = hashlib.md5(body, usedforsecurity=False).hexdigest()
+    if checksum is not None and actual != checksum:
+        raise InventoryError(f"{uri}: MD5 {actual} differs from manifest.checksum {checksum}")
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -379,7 +378,7 @@ def _download(
 ) -> Iterator[IO[bytes]]:
     """The data file, copied to a temporary file; with `md5`, only if the copy has it."""
     where = f"s3://{bucket}/{key}"
-    digest = hashlib.md5()
+    digest = hashlib.md5(usedforsecurity=False)  # a check of the copy, as S3 Inventory writes it
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as copy:
         try:
             body = s3.get_object(Bucket=bucket, Key=key)["Body"]
@@ -388,7 +387,7 @@ def _download(
                 copy.write(chunk)
                 counts.bytes += len(chunk)
         except (ClientError, BotoCoreError) as exc:
-            raise classify(exc, f"S3 GetObject {where}") from exc
+            raise _get_error(exc, where) from exc
         if md5 is not None and digest.hexdigest() != md5.lower():
             raise InventoryError(f"{where}: MD5 {digest.hexdigest()} differs from the manifest's {md5}")
         copy.seek(0)
@@ -399,9 +398,15 @@ def _get(s3: Any, bucket: str, key: str) -> bytes:
     try:
         return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     except (ClientError, BotoCoreError) as exc:
-        if isinstance(exc, ClientError) and error_code(exc) in ("NoSuchKey", "404"):
-            raise InventoryError(f"s3://{bucket}/{key} does not exist") from None
-        raise classify(exc, f"S3 GetObject s3://{bucket}/{key}") from exc
+        raise _get_error(exc, f"s3://{bucket}/{key}") from exc
+
+
+def _get_error(exc: Exception, where: str) -> Exception:
+    # A report's file that is gone (a lifecycle rule expires old reports) stays gone: not a
+    # transient error to retry.
+    if isinstance(exc, ClientError) and error_code(exc) in ("NoSuchKey", "404"):
+        return InventoryError(f"{where} does not exist")
+    return classify(exc, f"S3 GetObject {where}")
 
 
 def _checksum(s3: Any, bucket: str, key: str) -> str | None:

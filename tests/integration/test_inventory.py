@@ -14,8 +14,9 @@ import pyarrow as pa
 import pyarrow.orc as orc
 import pyarrow.parquet as pq
 import pytest
-from helpers import CallCounter
-from vpcflow_partitioner import aws
+from helpers import CallCounter, inject_error
+from vpcflow_partitioner import aws, inventory
+from vpcflow_partitioner.errors import TransientError
 from vpcflow_partitioner.inventory import (
     InventoryCounts,
     InventoryError,
@@ -123,7 +124,11 @@ def publish(
 LIVE = {(SOURCE, ROWS[0][0]), (SOURCE, ROWS[1][0]), (SOURCE, ROWS[4][0])}
 
 
-def test_a_csv_report_in_two_files_gives_every_current_key_decoded(buckets: Any) -> None:
+@pytest.mark.parametrize("spool", [64 << 20, 100])
+def test_a_csv_report_in_two_files_gives_every_current_key_decoded(
+    buckets: Any, spool: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inventory, "_SPOOL_BYTES", spool)
     bodies = [csv_body(ROWS[:2], quote_slash=True), csv_body(ROWS[2:], quote_slash=False)]
     manifest = read_manifest(buckets, publish(buckets, "CSV", bodies, CSV_SCHEMA))
     assert (manifest.source_bucket, manifest.format, manifest.columns[:2]) == (
@@ -137,8 +142,12 @@ def test_a_csv_report_in_two_files_gives_every_current_key_decoded(buckets: Any)
     assert counts == InventoryCounts(data_files=2, bytes=sum(map(len, bodies)), rows=5, versions_skipped=2)
 
 
+@pytest.mark.parametrize("spool", [64 << 20, 100])  # in memory, and spilled to a temporary file
 @pytest.mark.parametrize(("form", "schema"), [("ORC", ORC_SCHEMA), ("Parquet", PARQUET_SCHEMA)])
-def test_orc_and_parquet_reports_give_the_keys_as_they_are(buckets: Any, form: str, schema: str) -> None:
+def test_orc_and_parquet_reports_give_the_keys_as_they_are(
+    buckets: Any, form: str, schema: str, spool: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inventory, "_SPOOL_BYTES", spool)
     bodies = [columnar_body(ROWS, form)]
     # fileFormat is read whatever its case ("Parquet" in the user guide, "PARQUET" in the CDK).
     manifest = read_manifest(buckets, publish(buckets, form.upper(), bodies, schema))
@@ -157,6 +166,19 @@ def test_a_data_file_changed_since_the_manifest_is_refused(buckets: Any) -> None
     ) as err:
         list(inventory_objects(buckets, manifest))
     assert "\n" not in str(err.value)
+
+
+def test_a_data_file_gone_is_refused_and_throttling_is_transient(buckets: Any) -> None:
+    uri = publish(buckets, "CSV", [csv_body(ROWS, True)], CSV_SCHEMA)
+    manifest = read_manifest(buckets, uri)
+    inject_error(buckets, "GetObject", "SlowDown", times=1, status=503)
+    with pytest.raises(
+        TransientError, match=r"S3 GetObject s3://inventory-reports/.*file-0\.csv\.gz: SlowDown"
+    ):
+        list(inventory_objects(buckets, manifest))
+    buckets.delete_object(Bucket=DEST, Key=manifest.files[0].key)
+    with pytest.raises(InventoryError, match=r"file-0\.csv\.gz does not exist"):
+        list(inventory_objects(buckets, manifest))
 
 
 def test_a_manifest_that_differs_from_its_checksum_is_refused(buckets: Any) -> None:
