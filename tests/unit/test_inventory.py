@@ -5,13 +5,16 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import sys
 from datetime import date
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from vpcflow_partitioner import inventory
 from vpcflow_partitioner.envelopes import Message, ObjectRef
 from vpcflow_partitioner.inventory import (
     InventoryCounts,
@@ -187,3 +190,22 @@ def test_keys_decode_as_unquote_plus_does_folder_cache_and_all(keys: list[str], 
         encoded = quote_plus(key, safe="/" if keep_slash else "")
         assert decode(encoded) == unquote_plus(encoded) == key
     assert decode("a%252Fb/c%2fd%2Fe") == "a%2Fb/c/d/e"
+
+
+@pytest.mark.parametrize(
+    ("form", "schema", "module"),
+    [("ORC", ORC_SCHEMA, "pyarrow.orc"), ("Parquet", PARQUET_SCHEMA, "pyarrow.parquet")],
+)
+def test_orc_or_parquet_without_pyarrow_is_one_line_that_says_what_to_do(
+    form: str, schema: str, module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # what an install without pyarrow sees
+    with pytest.raises(InventoryError, match=f"reading a {form} inventory needs pyarrow") as err:
+        next(data_file_objects(FakeS3({"f": b"data"}), "dest", "f", form, schema))
+    assert "\n" not in str(err.value)
+
+
+def test_the_module_imports_no_pyarrow() -> None:
+    # The function's zip has no pyarrow: importing the module there must not need it.
+    source = Path(inventory.__file__).read_text()
+    assert "import pyarrow" not in source.split("def _columnar_rows")[0]
