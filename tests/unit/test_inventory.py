@@ -1,0 +1,211 @@
+"""Reading an S3 Inventory report: fileSchema parsing, CSV rows, and the walk's messages from keys."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus, unquote_plus
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from vpcflow_partitioner import inventory
+from vpcflow_partitioner.envelopes import Message, ObjectRef
+from vpcflow_partitioner.inventory import (
+    InventoryCounts,
+    InventoryError,
+    _key_decoder,
+    data_file_objects,
+    inventory_messages,
+    schema_columns,
+)
+from vpcflow_partitioner.scheme import ConfigurationError, Scheme
+from vpcflow_partitioner.sources import DateRange
+
+BUCKET = "b"
+ACCOUNT = "123456789012"
+PLAIN = f"AWSLogs/{ACCOUNT}/vpcflowlogs/us-east-1/"
+HIVE = f"AWSLogs/aws-account-id={ACCOUNT}/aws-service=vpcflowlogs/aws-region=us-east-1/"
+
+# The user guide's three example manifests ("Locating your inventory list").
+CSV_SCHEMA = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag"
+ORC_SCHEMA = "struct<bucket:string,key:string,version_id:string,is_latest:boolean,is_delete_marker:boolean,size:bigint>"
+PARQUET_SCHEMA = (
+    "message s3.inventory { required binary bucket (UTF8); required binary key (UTF8); "
+    "optional binary version_id (UTF8); optional boolean is_latest; optional boolean is_delete_marker; "
+    "optional int64 size; optional int64 last_modified_date (TIMESTAMP_MILLIS); }"
+)
+
+
+def scheme(location: str, keys: list[str]) -> Scheme:
+    return Scheme.from_table(
+        {
+            "Name": "t",
+            "DatabaseName": "d",
+            "PartitionKeys": [{"Name": k, "Type": "string"} for k in keys],
+            "StorageDescriptor": {"Location": location},
+        }
+    )
+
+
+class FakeS3:
+    """GetObject over a dict of bodies."""
+
+    def __init__(self, objects: dict[str, bytes]) -> None:
+        self.objects = objects
+
+    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+
+def csv_file(rows: list[list[str]]) -> bytes:
+    text = "".join(",".join(f'"{v}"' for v in row) + "\n" for row in rows)
+    return gzip.compress(text.encode())
+
+
+@pytest.mark.parametrize(
+    ("schema", "form", "first"),
+    [
+        (CSV_SCHEMA, "CSV", ("Bucket", "Key", "VersionId", "IsLatest", "IsDeleteMarker")),
+        (ORC_SCHEMA, "ORC", ("bucket", "key", "version_id", "is_latest", "is_delete_marker")),
+        (PARQUET_SCHEMA, "Parquet", ("bucket", "key", "version_id", "is_latest", "is_delete_marker")),
+    ],
+)
+def test_file_schema_columns_in_each_format(schema: str, form: str, first: tuple[str, ...]) -> None:
+    assert schema_columns(schema, form)[:5] == first
+
+
+def test_csv_keys_are_form_decoded_and_old_versions_and_delete_markers_skipped() -> None:
+    rows = [
+        [BUCKET, f"{PLAIN}2024/03/10/a+b%2Bc.log.gz", "v1", "true", "false", "1", "x", "e"],
+        [BUCKET, "AWSLogs%2Faws-account-id%3D1%2Fx.log.gz", "v2", "true", "false", "1", "x", "e"],
+        [BUCKET, "old.log.gz", "v0", "false", "false", "1", "x", "e"],  # noncurrent
+        [BUCKET, "gone.log.gz", "v3", "true", "true", "", "", ""],  # delete marker
+    ]
+    body = csv_file(rows)
+    counts = InventoryCounts()
+    got = list(
+        data_file_objects(
+            FakeS3({"f.csv.gz": body}),
+            "dest",
+            "f.csv.gz",
+            "CSV",
+            CSV_SCHEMA,
+            md5=hashlib.md5(body).hexdigest(),
+            counts=counts,
+        )
+    )
+    assert got == [(BUCKET, f"{PLAIN}2024/03/10/a b+c.log.gz"), (BUCKET, "AWSLogs/aws-account-id=1/x.log.gz")]
+    assert counts == InventoryCounts(data_files=1, bytes=len(body), rows=4, versions_skipped=2)
+
+
+def test_a_data_file_whose_md5_differs_is_refused_before_any_row() -> None:
+    body = csv_file([[BUCKET, "k.log.gz"]])
+    with pytest.raises(
+        InventoryError, match=r"s3://dest/f.csv.gz: MD5 [0-9a-f]{32} differs from the manifest's 0{32}"
+    ):
+        next(
+            data_file_objects(
+                FakeS3({"f.csv.gz": body}), "dest", "f.csv.gz", "CSV", "Bucket, Key", md5="0" * 32
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("schema", "form", "message"),
+    [
+        ("Bucket, Size", "CSV", "no Key column"),
+        ("Key, Size", "CSV", "no Bucket column"),
+        ("Bucket, Key", "JSON", "fileFormat 'JSON' is not one of CSV, ORC, Parquet"),
+    ],
+)
+def test_a_schema_without_bucket_or_key_or_an_unknown_format_is_a_configuration_error(
+    schema: str, form: str, message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        next(data_file_objects(FakeS3({}), "dest", "f", form, schema))
+
+
+def test_a_short_row_or_a_file_that_is_not_gzip_is_refused_in_one_line() -> None:
+    s3 = FakeS3({"short": csv_file([[BUCKET]]), "plain": b"b,k\n"})
+    with pytest.raises(InventoryError, match="row 1 has 1 columns"):
+        list(data_file_objects(s3, "dest", "short", "CSV", "Bucket, Key"))
+    with pytest.raises(InventoryError, match="not a gzip-compressed CSV"):
+        list(data_file_objects(s3, "dest", "plain", "CSV", "Bucket, Key"))
+
+
+def message(folder: str, key: str) -> Message:
+    return Message(f"s3://{BUCKET}/{folder}", (ObjectRef(BUCKET, key),))
+
+
+def test_one_message_per_leaf_naming_its_least_flow_log_key() -> None:
+    keys = [
+        f"{PLAIN}2024/03/10/05/z.log.gz",
+        f"{PLAIN}2024/03/10/01/b.log.gz",
+        f"{PLAIN}2024/03/10/a.txt",  # not a flow log: no message, no key
+        f"{PLAIN}2024/03/11/",  # a folder marker
+        f"{HIVE}year=2024/month=03/day=10/c.log.parquet",
+        f"x/AWSLogs/{ACCOUNT}/copy/{PLAIN}2024/03/12/n.log.gz",  # nested in another tree
+    ]
+    table = scheme(f"s3://{BUCKET}/", ["aws-account-id", "aws-region", "year", "month", "day"])
+    got = list(inventory_messages([(BUCKET, k) for k in keys] + [("other", keys[0])], table, DateRange()))
+    assert got == [
+        message(f"{PLAIN}2024/03/10/", keys[1]),
+        message(f"{HIVE}year=2024/month=03/day=10/", keys[4]),
+    ]
+
+
+def test_daily_files_under_an_hourly_table_are_their_own_message() -> None:
+    keys = [f"{PLAIN}2024/03/10/d.log.gz", f"{PLAIN}2024/03/10/07/h.log.gz"]
+    table = scheme(f"s3://{BUCKET}/{PLAIN}", ["date", "hour"])
+    assert list(inventory_messages([(BUCKET, k) for k in keys], table, DateRange())) == [
+        message(f"{PLAIN}2024/03/10/", keys[0]),
+        message(f"{PLAIN}2024/03/10/07/", keys[1]),
+    ]
+
+
+def test_dates_are_checked_at_the_leaf_but_not_at_or_above_the_location() -> None:
+    keys = [f"{PLAIN}2024/03/{d:02d}/f.log.gz" for d in (9, 10, 11, 12)]
+    objects = [(BUCKET, k) for k in keys]
+    dates = DateRange(date(2024, 3, 10), date(2024, 3, 11))
+    daily = scheme(f"s3://{BUCKET}/{PLAIN}", ["date"])
+    assert [m.objects[0].key for m in inventory_messages(objects, daily, dates)] == keys[1:3]
+    # A monthly table admits its month folder whole, as the walk does.
+    monthly = scheme(f"s3://{BUCKET}/{PLAIN}", ["year", "month"])
+    assert [m.id for m in inventory_messages(objects, monthly, dates)] == [f"s3://{BUCKET}/{PLAIN}2024/03/"]
+    # A Location at a day folder is that day's leaf, whatever the range.
+    one_day = scheme(f"s3://{BUCKET}/{PLAIN}2024/03/09/", ["date"])
+    assert [m.objects[0].key for m in inventory_messages(objects, one_day, dates)] == keys[:1]
+
+
+@given(st.lists(st.text(alphabet="ab/=+ %é€2Ff", max_size=12), min_size=1, max_size=6), st.booleans())
+def test_keys_decode_as_unquote_plus_does_folder_cache_and_all(keys: list[str], keep_slash: bool) -> None:
+    decode = _key_decoder()
+    for key in keys * 2:  # the second time from the folder cache
+        encoded = quote_plus(key, safe="/" if keep_slash else "")
+        assert decode(encoded) == unquote_plus(encoded) == key
+    assert decode("a%252Fb/c%2fd%2Fe") == "a%2Fb/c/d/e"
+
+
+@pytest.mark.parametrize(
+    ("form", "schema", "module"),
+    [("ORC", ORC_SCHEMA, "pyarrow.orc"), ("Parquet", PARQUET_SCHEMA, "pyarrow.parquet")],
+)
+def test_orc_or_parquet_without_pyarrow_is_one_line_that_says_what_to_do(
+    form: str, schema: str, module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # what an install without pyarrow sees
+    with pytest.raises(InventoryError, match=f"reading a {form} inventory needs pyarrow") as err:
+        next(data_file_objects(FakeS3({"f": b"data"}), "dest", "f", form, schema))
+    assert "\n" not in str(err.value)
+
+
+def test_the_module_imports_no_pyarrow() -> None:
+    # The function's zip has no pyarrow: importing the module there must not need it.
+    source = Path(inventory.__file__).read_text()
+    assert "import pyarrow" not in source.split("def _columnar_rows")[0]
