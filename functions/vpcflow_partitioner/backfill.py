@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
@@ -35,13 +35,16 @@ from .pipeline import Partitioner, Report
 from .scheme import ConfigurationError
 from .sources import SWEEP_LIST_CALLS, DateRange, FolderWalk, RegionFolder
 
+if TYPE_CHECKING:
+    from .inventory import Manifest
+
 logger = Logger(service=SERVICE, child=True)
 
 VERSION = 1
 INVENTORY_FORMATS = ("CSV", "ORC", "Parquet")
 _WALK_FIELDS = {"v", "table", "bucket", "folder", "since", "until"}
 _INVENTORY_FIELDS = {"v", "table", "inventory", "since", "until"}
-_INVENTORY_KEYS = {"bucket", "key", "format", "schema"}
+_INVENTORY_KEYS = {"bucket", "key", "format", "schema", "md5"}
 
 # SendMessageBatch and ReceiveMessage take at most 10 messages.
 _BATCH = 10
@@ -61,6 +64,7 @@ class InventoryFile:
     key: str
     format: str  # CSV, ORC or Parquet
     schema: str
+    md5: str = ""  # the manifest's MD5checksum of the file: the function checks what it downloads
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +100,7 @@ class WorkItem:
                 "key": inv.key,
                 "format": inv.format,
                 "schema": inv.schema,
-            }
+            } | ({"md5": inv.md5} if inv.md5 else {})
         else:
             body |= {"bucket": self.bucket, "folder": self.folder}
         if self.since:
@@ -132,7 +136,13 @@ def parse_body(text: str) -> WorkItem:
         fmt = _text(inv, "format")
         if fmt not in INVENTORY_FORMATS:
             raise WorkItemError(f"inventory format {fmt!r}: {', '.join(INVENTORY_FORMATS)} expected")
-        found = InventoryFile(_text(inv, "bucket"), _text(inv, "key"), fmt, _text(inv, "schema", empty=True))
+        found = InventoryFile(
+            _text(inv, "bucket"),
+            _text(inv, "key"),
+            fmt,
+            _text(inv, "schema", empty=True),
+            _text(inv, "md5", empty=True) if "md5" in inv else "",
+        )
         return WorkItem(table, since=since, until=until, inventory=found)
     _only(body, _WALK_FIELDS)
     folder = _text(body, "folder")
@@ -233,6 +243,19 @@ def check_slicable(deepest_level: str, table: str) -> None:
         )
 
 
+def inventory_items(table: str, manifest: Manifest, dates: DateRange) -> list[WorkItem]:
+    """One work item per data file of an S3 Inventory report: zero list calls."""
+    return [
+        WorkItem(
+            table,
+            since=dates.since,
+            until=dates.until,
+            inventory=InventoryFile(file.bucket, file.key, manifest.format, manifest.file_schema, file.md5),
+        )
+        for file in manifest.files
+    ]
+
+
 # ---------------------------------------------------------------- one item, in the function
 
 
@@ -240,12 +263,12 @@ def run_item(partitioner: Partitioner, s3: Any, item: WorkItem, now: float) -> R
     """Walk the item's slice (or read its inventory file) and ensure its partitions, asking Glue."""
     scheme = partitioner.scheme(now)
     if item.inventory is not None:
-        try:
-            from . import inventory  # type: ignore[attr-defined, unused-ignore]
-        except ImportError:
-            raise ConfigurationError("inventory work items are not supported in this build") from None
+        from . import inventory  # for inventory items only, not every cold start
+
         inv = item.inventory
-        objects = inventory.data_file_objects(s3, inv.bucket, inv.key, inv.format, inv.schema)
+        objects = inventory.data_file_objects(
+            s3, inv.bucket, inv.key, inv.format, inv.schema, md5=inv.md5 or None
+        )
         messages = list(inventory.inventory_messages(objects, scheme, item.dates))
         return partitioner.run(messages, now=now, use_cache=False)
     if item.bucket != scheme.bucket:

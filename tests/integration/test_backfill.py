@@ -371,3 +371,122 @@ def test_a_table_over_one_region_folder_is_sliced_by_month_from_its_location(
     EventSourceMapping(queue).drain()
     assert set(partitions(glue(), table="classic")) == {(f"{day}",) for day in DAYS}
     assert partitions(glue()) == {}  # the other table was not asked
+
+
+# ---------------------------------------------------------------- an S3 Inventory report instead of a walk
+
+INVENTORY = "inventory-reports"
+
+
+def publish_inventory(form: str, files: int = 2) -> str:
+    """An S3 Inventory report of the flow-log bucket, as S3 writes one ("Amazon S3 Inventory"):
+    data files (CSV gzip with URL-encoded keys, or Parquet), manifest.json, manifest.checksum."""
+    import gzip
+    import hashlib
+    import io
+    from urllib.parse import quote_plus
+
+    keys = sorted(o["Key"] for o in s3().list_objects_v2(Bucket=BUCKET)["Contents"])
+    s3().create_bucket(Bucket=INVENTORY)
+    entries = []
+    for i in range(files):
+        chunk = keys[i::files]
+        if form == "CSV":
+            lines = [f'"{BUCKET}","{quote_plus(k, safe="/")}","true","false"' for k in chunk]
+            body = gzip.compress(("\n".join(lines) + "\n").encode())
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            out = io.BytesIO()
+            pq.write_table(
+                pa.table(
+                    {
+                        "bucket": [BUCKET] * len(chunk),
+                        "key": chunk,
+                        "is_latest": [True] * len(chunk),
+                        "is_delete_marker": [False] * len(chunk),
+                    }
+                ),
+                out,
+            )
+            body = out.getvalue()
+        key = f"report/data/{i}.{'csv.gz' if form == 'CSV' else 'parquet'}"
+        s3().put_object(Bucket=INVENTORY, Key=key, Body=body)
+        entries.append({"key": key, "size": len(body), "MD5checksum": hashlib.md5(body).hexdigest()})
+    schema = (
+        "Bucket, Key, IsLatest, IsDeleteMarker"
+        if form == "CSV"
+        else "message s3.inventory { required binary bucket (UTF8); required binary key (UTF8); "
+        "optional boolean is_latest; optional boolean is_delete_marker; }"
+    )
+    manifest = json.dumps(
+        {
+            "sourceBucket": BUCKET,
+            "destinationBucket": f"arn:aws:s3:::{INVENTORY}",
+            "version": "2016-11-30",
+            "fileFormat": form,
+            "fileSchema": schema,
+            "files": entries,
+        }
+    ).encode()
+    s3().put_object(Bucket=INVENTORY, Key="report/manifest.json", Body=manifest)
+    s3().put_object(
+        Bucket=INVENTORY, Key="report/manifest.checksum", Body=hashlib.md5(manifest).hexdigest().encode()
+    )
+    return f"s3://{INVENTORY}/report/manifest.json"
+
+
+@pytest.mark.parametrize("form", ["CSV", "Parquet"])
+def test_backfill_from_an_inventory_lists_nothing_and_creates_every_partition(
+    org: tuple[str, str], form: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from helpers import CallCounter
+
+    manifest = publish_inventory(form)
+    calls = CallCounter(s3())
+    assert main(["backfill", "--inventory", manifest, "--json"]) == 0
+    report = cli_json(capsys.readouterr().out)
+    assert set(partitions(glue())) == every_partition()
+    assert calls.calls["ListObjectsV2"] == 0 and report["list_calls"] == 0
+    assert (report["inventory_files"], report["inventory_rows"], report["partitions_created"]) == (2, 16, 16)
+
+
+def test_an_inventory_of_another_bucket_is_refused_in_one_line(
+    org: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = publish_inventory("CSV")
+    body = json.loads(s3().get_object(Bucket=INVENTORY, Key="report/manifest.json")["Body"].read())
+    body["sourceBucket"] = "someone-elses-bucket"
+    s3().put_object(Bucket=INVENTORY, Key="report/manifest.json", Body=json.dumps(body).encode())
+    s3().delete_object(Bucket=INVENTORY, Key="report/manifest.checksum")
+    assert main(["backfill", "--inventory", manifest]) == 2
+    err = capsys.readouterr().err
+    assert "lists bucket someone-elses-bucket" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_distributed_inventory_backfill_sends_one_item_per_data_file(
+    org: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue, _ = org
+    manifest = publish_inventory("CSV", files=3)
+    poller = EventSourceMapping(queue)
+    monkeypatch.setattr(cli, "_pause", lambda _: poller.drain())
+    assert (
+        main(["backfill", "--distributed", "--queue-url", queue, "--inventory", manifest, "--wait", "--json"])
+        == 0
+    )
+    report = cli_json(capsys.readouterr().out)
+    assert (report["work_items"], report["list_calls"], report["dead_letters"]) == (3, 0, 0)
+    assert set(partitions(glue())) == every_partition()
+    assert len(poller.invocations) == 3
+
+
+def test_a_columnar_inventory_is_refused_for_the_function_that_has_no_pyarrow(
+    org: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue, _ = org
+    manifest = publish_inventory("Parquet")
+    assert main(["backfill", "--distributed", "--queue-url", queue, "--inventory", manifest]) == 2
+    assert "reads CSV reports only" in capsys.readouterr().err
+    assert depth(queue) == 0

@@ -63,6 +63,7 @@ from ..formats import (
     parse_format,
     view_sql,
 )
+from ..inventory import InventoryCounts, Manifest, inventory_messages, inventory_objects, read_manifest
 from ..pipeline import CACHED, KNOWN, WOULD_CREATE, Fleet, Partitioner, Report, is_collision
 from ..scheme import ConfigurationError, PartitionSpec
 from ..sources import (
@@ -348,6 +349,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "year folders (one list call per region).",
         "  vpcflow-partitioner backfill --since 2024-01-01 --dry-run   # plan: exit 3 if it would create any\n"
         "  vpcflow-partitioner backfill --since 2024-01-01             # apply\n"
+        "  vpcflow-partitioner backfill --inventory s3://inventory-bucket/flow-logs/daily/2024-03-01T01-00Z/manifest.json\n"
         "  vpcflow-partitioner backfill --distributed --stack vpcflow-partitioner-prod --dry-run\n"
         "  vpcflow-partitioner backfill --distributed --stack vpcflow-partitioner-prod --since 2023-01-01\n"
         "  vpcflow-partitioner backfill --distributed --stack vpcflow-partitioner-prod --replay-dlq",
@@ -355,6 +357,13 @@ def _build_parser() -> argparse.ArgumentParser:
     table_options(backfill)
     range_options(backfill)
     dry_run(backfill, "backfill")
+    backfill.add_argument(
+        "--inventory",
+        default="",
+        metavar="S3_URI",
+        help="read the objects from an S3 Inventory report (s3://.../manifest.json; CSV, ORC or Parquet) "
+        "instead of listing the bucket: zero list calls; with --distributed, one work item per data file",
+    )
     fleet = backfill.add_argument_group("distributed (on the function fleet)")
     fleet.add_argument(
         "--distributed",
@@ -927,6 +936,8 @@ def _backfill(args: argparse.Namespace, out: Console, err: Console) -> int:
         raise UsageError("--wait and --no-wait need --distributed")
     settings = _settings(args)
     s3 = _client(settings, "s3")
+    if args.inventory:
+        return _backfill_inventory(args, out, err, settings, s3)
     totals = _Totals()
     extra: Counter[str] = Counter()
     # Each table walks its own Location (twins over one Location walk it twice: each probes
@@ -1008,7 +1019,21 @@ def _distributed(args: argparse.Namespace, out: Console, err: Console) -> int:
         )
         items: list[backfill.WorkItem] = []
         list_calls = 0
-        for partitioner in _fleet(settings).partitioners:  # one item per table, region and month
+        fleet = _fleet(settings)
+        if args.inventory:
+            manifest = _manifest(_client(settings, "s3"), args.inventory, fleet)
+            if manifest.format != "CSV":
+                # The function's zip has no pyarrow (tens of MB): it reads CSV reports only.
+                raise UsageError(
+                    f"{args.inventory} is a {manifest.format} report: the backfill function reads CSV "
+                    "reports only; run without --distributed, or configure the inventory as CSV"
+                )
+            for partitioner in fleet.partitioners:  # one item per table and data file
+                items += backfill.inventory_items(
+                    partitioner.name, manifest, DateRange(args.since, args.until)
+                )
+        for partitioner in fleet.partitioners if not args.inventory else ():
+            # One item per table, region and month.
             planned, walk = _plan_slices(partitioner, settings, args, err)
             items += planned
             list_calls += walk.list_calls
@@ -1133,6 +1158,53 @@ def _replay_command(args: argparse.Namespace, queue_url: str, dlq_url: str) -> s
         if getattr(args, flag):
             words += [f"--{flag.replace('_', '-')}", getattr(args, flag)]
     return shlex.join(words)
+
+
+def _manifest(s3: Any, uri: str, fleet: Fleet) -> Manifest:
+    """The report's manifest, refused in one line when it lists another bucket than the tables'."""
+    manifest = read_manifest(s3, uri)
+    for partitioner in fleet.partitioners:
+        bucket = partitioner.scheme().bucket
+        if manifest.source_bucket != bucket:
+            raise UsageError(
+                f"{uri} lists bucket {manifest.source_bucket}, table {partitioner.name} is in {bucket}"
+            )
+    return manifest
+
+
+def _backfill_inventory(
+    args: argparse.Namespace, out: Console, err: Console, settings: Settings, s3: Any
+) -> int:
+    """backfill --inventory: the report's objects instead of a walk; the same pipeline."""
+    fleet = _fleet(settings)
+    manifest = _manifest(s3, args.inventory, fleet)
+    read = InventoryCounts()
+    totals = _Totals()
+    folders = 0
+    for partitioner in fleet.partitioners:
+        # Streamed, not held: a report lists millions of objects. Each table reads it again.
+        counts = read if partitioner is fleet.partitioners[0] else None
+        with (
+            err.status("reading the inventory", spinner="dots")
+            if err.is_terminal
+            else contextlib.nullcontext()
+        ):
+            objects = inventory_objects(s3, manifest, counts)
+            messages = list(
+                inventory_messages(objects, partitioner.scheme(), DateRange(args.since, args.until))
+            )
+        folders += len(messages)
+        totals.add(partitioner.run(messages, now=time.time(), use_cache=False, dry_run=args.dry_run))
+    extra = {
+        "inventory_files": read.data_files,
+        "inventory_rows": read.rows,
+        "inventory_bytes": read.bytes,
+        "versions_skipped": read.versions_skipped,
+        "folders_with_flow_logs": folders,
+        "list_calls": 0,
+        "glue_create_calls": sum(p.catalog.create_calls for p in fleet.partitioners),
+    }
+    return _finish(args, out, totals, extra, "backfill")
 
 
 def _finish(args: argparse.Namespace, out: Console, totals: _Totals, extra: dict[str, Any], what: str) -> int:
