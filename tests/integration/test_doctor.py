@@ -380,6 +380,7 @@ def test_a_healthy_sqs_deployment_is_all_ok(env: None, capsys: pytest.CaptureFix
         "dlq": "ok",
         "lake formation": "ok",
         "partition index": "ok",
+        "partition quota": "ok",
         "freshness": "ok",
         "columns": "ok",
     }
@@ -395,7 +396,7 @@ def test_table_output_is_one_line_per_check_and_a_summary(
     client("lambda").update_event_source_mapping(UUID=d.mapping, Enabled=False)
     assert main(d.args()) == 3
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 14  # 13 checks and the summary
+    assert len(lines) == 15  # 14 checks and the summary
     failing = [line for line in lines if line.startswith("FAIL")]
     assert len(failing) == 1 and "event source mapping" in failing[0]
     assert f"fix: aws lambda update-event-source-mapping --uuid {d.mapping} --enabled" in failing[0]
@@ -1254,3 +1255,70 @@ def test_doctor_checks_every_configured_table(
     assert states[f"{DATABASE}.not_created"]["table"] == "fail"
     assert main([*args, "--table", TABLE, "--output", "json"]) == 0  # --table picks one
     assert isinstance(json.loads(capsys.readouterr().out), list)
+
+
+def _quota_table(days: int | None, hourly: bool) -> Any:
+    """An organisation table over 4 accounts x 23 regions (one object each) and, with `days`,
+    a lifecycle rule expiring the flow logs after that many days."""
+    from vpcflow_partitioner.ops.doctor import Facts, check_partition_quota
+    from vpcflow_partitioner.scheme import Scheme
+
+    s3 = client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    regions = [
+        f"{area}-{side}-{n}" for area in ("us", "eu", "ap") for side in ("east", "west") for n in (1, 2, 3, 4)
+    ]
+    for account in ("111111111111", "222222222222", "333333333333", "444444444444"):
+        for region in regions[:23]:
+            moment = datetime(2024, 3, 1, 5, tzinfo=UTC)
+            s3.put_object(Bucket=BUCKET, Key=object_key(account, region, moment, hourly=hourly), Body=b"x")
+    if days is not None:
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=BUCKET,
+            LifecycleConfiguration={
+                "Rules": [
+                    {
+                        "ID": "tagged",
+                        "Status": "Enabled",
+                        "Filter": {"Tag": {"Key": "k", "Value": "v"}},
+                        "Expiration": {"Days": 1},
+                    },
+                    {
+                        "ID": "logs",
+                        "Status": "Enabled",
+                        "Filter": {"Prefix": "AWSLogs/"},
+                        "Expiration": {"Days": days},
+                    },
+                ]
+            },
+        )
+    keys = ["aws_account_id", "aws_region", "year", "month", "day"] + (["hour"] if hourly else [])
+    table = {
+        "Name": TABLE,
+        "DatabaseName": DATABASE,
+        "PartitionKeys": [{"Name": k, "Type": "string"} for k in keys],
+        "StorageDescriptor": {"Location": f"s3://{BUCKET}/AWSLogs/"},
+    }
+    return check_partition_quota(s3, Facts(scheme=Scheme.from_table(table)))
+
+
+def test_partition_quota_projects_folders_times_days_kept(env: None) -> None:
+    finding = _quota_table(days=400, hourly=False)
+    assert (finding.state, finding.detail) == (
+        "ok",
+        "92 account-region folders x 400 days kept (S3 lifecycle) = 36,800 partitions, 0% of Glue's "
+        "10,000,000 per table",
+    )
+
+
+def test_partition_quota_warns_before_an_hourly_table_reaches_glues_limit(env: None) -> None:
+    finding = _quota_table(days=3650, hourly=True)  # 92 x 3650 x 24 = 8,059,200: 81 %
+    assert finding.state == "warn" and "8,059,200 partitions, 81%" in finding.detail
+    assert "split the table" in finding.fix and "GLUE_TABLES" in finding.fix
+
+
+def test_partition_quota_projects_three_years_without_an_expiration_rule(env: None) -> None:
+    assert _quota_table(days=None, hourly=True).detail == (
+        "92 account-region folders x 3 years (no expiration rule) x 24 hours = 2,417,760 partitions, 24% of "
+        "Glue's 10,000,000 per table"
+    )

@@ -1473,6 +1473,76 @@ def check_partition_index(glue: Any, target: Target, facts: Facts) -> Finding:
     )
 
 
+# "Number of partitions per table": 10,000,000 by default, adjustable ("AWS Glue endpoints and
+# quotas", AWS General Reference). A table that would pass it stops taking partitions.
+GLUE_PARTITIONS_PER_TABLE = 10_000_000
+QUOTA_WARN_SHARE = 0.8
+_FOREVER_YEARS = 3  # the horizon a table without an expiration rule is projected over
+
+
+def check_partition_quota(s3: Any, facts: Facts) -> Finding:
+    """The partitions the table will hold: its account-region folders x the days S3 keeps the
+    objects (its lifecycle expiration, else _FOREVER_YEARS) x partitions a day, against Glue's
+    per-table quota; past QUOTA_WARN_SHARE of it, split the table."""
+    assert facts.scheme is not None
+    scheme = facts.scheme
+    regions = len(FolderWalk(s3, scheme).region_folders())
+    days = _expiration_days(s3, scheme.bucket, scheme.prefix)
+    kept = days if days is not None else 365 * _FOREVER_YEARS
+    per_day = {"hour": 24, "day": 1}.get(scheme.deepest_level, 1 / 30)
+    projected = int(regions * kept * per_day)
+    horizon = (
+        f"{days} days kept (S3 lifecycle)"
+        if days is not None
+        else f"{_FOREVER_YEARS} years (no expiration rule)"
+    )
+    detail = (
+        f"{regions:,} account-region {_plural(regions, 'folder')} x {horizon}"
+        + (" x 24 hours" if per_day == 24 else "")
+        + f" = {projected:,} partitions, {projected / GLUE_PARTITIONS_PER_TABLE:.0%} of Glue's "
+        f"{GLUE_PARTITIONS_PER_TABLE:,} per table"
+    )
+    if projected >= QUOTA_WARN_SHARE * GLUE_PARTITIONS_PER_TABLE:
+        return Finding(
+            "partition quota",
+            WARN,
+            f"{detail}: past it the table takes no new partitions",
+            "split the table, one per flow-log prefix or group of accounts, and name them in the "
+            "`tables` param (GLUE_TABLES) (docs/SCALE.md); or expire old objects; or ask Service "
+            "Quotas for more partitions per table",
+        )
+    return Finding("partition quota", OK, detail)
+
+
+def _expiration_days(s3: Any, bucket: str, prefix: str) -> int | None:
+    """The fewest days an enabled lifecycle rule covering every object under `prefix` keeps them."""
+    try:
+        rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules") or []
+    except ClientError as exc:
+        if error_code(exc) == "NoSuchLifecycleConfiguration":
+            return None
+        raise
+    found = []
+    for rule in rules:
+        days = (rule.get("Expiration") or {}).get("Days")
+        if rule.get("Status") != "Enabled" or not days:
+            continue
+        where = rule.get("Filter") or {}
+        both = where.get("And") or {}
+        if {"Tag", "ObjectSizeGreaterThan", "ObjectSizeLessThan"} & (set(where) | set(both)) or both.get(
+            "Tags"
+        ):
+            continue  # only some objects (by tag or size): not every flow log
+        covered = where.get("Prefix", (where.get("And") or {}).get("Prefix", rule.get("Prefix", "")))
+        if prefix.startswith(covered or ""):
+            found.append(int(days))
+    return min(found) if found else None
+
+
+def _plural(count: int, word: str) -> str:
+    return word if count == 1 else f"{word}s"
+
+
 def _catalog_flag(ref: TableRef) -> str:
     return f" --catalog-id {ref.catalog_id}" if ref.catalog_id else ""
 
@@ -2078,6 +2148,7 @@ def run_doctor(client: Client, target: Target, now: float, stack: StackInfo | No
         add(_guard("lake formation", lambda: check_lake_formation(client("lakeformation"), target, facts)))
         if facts.scheme is not None:
             add(_guard("partition index", lambda: check_partition_index(client("glue"), target, facts)))
+            add(_guard("partition quota", lambda: check_partition_quota(client("s3"), facts)))
     if target.schedule_function:
         add(
             _guard(
