@@ -400,7 +400,7 @@ def test_table_output_is_one_line_per_check_and_a_summary(
     failing = [line for line in lines if line.startswith("FAIL")]
     assert len(failing) == 1 and "event source mapping" in failing[0]
     assert f"fix: aws lambda update-event-source-mapping --uuid {d.mapping} --enabled" in failing[0]
-    assert lines[-1] == f"doctor {DATABASE}.{TABLE}: 12 ok, 0 warn, 1 fail, 0 error"
+    assert lines[-1] == f"doctor {DATABASE}.{TABLE}: 13 ok, 0 warn, 1 fail, 0 error"
 
 
 def test_the_function_and_dlq_are_found_from_the_queue(env: None, capsys: pytest.CaptureFixture[str]) -> None:
