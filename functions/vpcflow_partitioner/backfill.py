@@ -8,9 +8,10 @@ folder and limited to its dates, and the same pipeline, asking Glue, never the c
 The message body is the work-item contract (JSON, version 1):
   {"v": 1, "table": "[catalog:]database.table", "bucket": "...", "folder": "<region folder>/",
    "since": "YYYY-MM-DD", "until": "YYYY-MM-DD"}                      a walk slice
-  {"v": 1, "table": "...", "inventory": {"bucket", "key", "format", "schema"}, "since", "until"}
+  {"v": 1, "table": "...", "inventory": {"bucket", "key", "format", "schema"[, "md5"]}, "since", "until"}
                                                                       one S3 Inventory data file
-since/until are optional (open). Anything else is malformed: the record fails, every time, and
+since/until are optional (open); md5, the manifest's MD5checksum of the file, is checked when
+given. Anything else is malformed: the record fails, every time, and
 reaches the DLQ, where an operator sees it.
 """
 
@@ -45,6 +46,7 @@ INVENTORY_FORMATS = ("CSV", "ORC", "Parquet")
 _WALK_FIELDS = {"v", "table", "bucket", "folder", "since", "until"}
 _INVENTORY_FIELDS = {"v", "table", "inventory", "since", "until"}
 _INVENTORY_KEYS = {"bucket", "key", "format", "schema", "md5"}
+_OPTIONAL = {"since", "until", "md5"}
 
 # SendMessageBatch and ReceiveMessage take at most 10 messages.
 _BATCH = 10
@@ -177,7 +179,7 @@ def _only(body: Mapping[str, Any], allowed: set[str], where: str = "") -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise WorkItemError(f"unknown field {where}{unknown[0]!r} in a version {VERSION} work item")
-    missing = sorted(allowed - set(body) - {"since", "until"})
+    missing = sorted(allowed - set(body) - _OPTIONAL)
     if missing:
         raise WorkItemError(f"{where}{missing[0]!r} is missing")
 

@@ -186,7 +186,8 @@ def inventory_messages(
     if start is None:
         return
     leaf_level = scheme.deepest_level
-    placed: dict[str, str | None] = {}  # a key's folder -> the message folder it belongs to, if any
+    suffix = scheme.file_suffix  # a leaf's message names a file of the table's format, as the probe's
+    placed: dict[str, tuple[str, bool] | None] = {}  # a key's folder -> (message folder, is a leaf)
     first: dict[str, str] = {}  # message folder -> least key
     for bucket, key in objects:
         if bucket != scheme.bucket or not key.startswith(scheme.prefix):
@@ -197,16 +198,21 @@ def inventory_messages(
         parent = key[:cut]
         if parent not in placed:
             placed[parent] = _place(parent, scheme.prefix, leaf_level, dates)
-        folder = placed[parent]
-        if folder is not None and (folder not in first or key < first[folder]):
+        place = placed[parent]
+        if place is None:
+            continue
+        folder, leaf = place
+        if leaf and not key.endswith(suffix):
+            continue
+        if folder not in first or key < first[folder]:
             first[folder] = key
     for folder in sorted(first):
         yield Message(f"s3://{scheme.bucket}/{folder}", (ObjectRef(scheme.bucket, first[folder]),))
 
 
-def _place(parent: str, prefix: str, leaf_level: str, dates: DateRange) -> str | None:
-    """The message folder of flow-log files lying directly in `parent`, or None when the walk
-    would not reach them."""
+def _place(parent: str, prefix: str, leaf_level: str, dates: DateRange) -> tuple[str, bool] | None:
+    """The message folder of flow-log files lying directly in `parent` and whether it is a leaf
+    (not a stray's), or None when the walk would not reach them."""
     # Every key of one folder parses alike but for its file name, which the caller checked.
     obj = parse_key(f"{parent}probe.log.gz")
     if obj is None or obj.nested:
@@ -224,7 +230,7 @@ def _place(parent: str, prefix: str, leaf_level: str, dates: DateRange) -> str |
         parts = (int(obj.year), int(obj.month), int(obj.day))[:depth]
         if parts and not dates.admits(parts):
             return None
-    return folder
+    return folder, level == leaf_level
 
 
 def _file_level(obj: FlowLogObject) -> str:

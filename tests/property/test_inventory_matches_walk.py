@@ -76,14 +76,22 @@ def keys(draw: Any) -> str:
     return f"{prefix}{folder}{name}"
 
 
-def table(location: str, kind: str, hourly: bool) -> Scheme:
+# A text table reads .log.gz files, a Parquet table .log.parquet files, another format both.
+INPUT_FORMATS = {
+    "text": "org.apache.hadoop.mapred.TextInputFormat",
+    "parquet": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+    "other": "com.example.CustomInputFormat",
+}
+
+
+def table(location: str, kind: str, hourly: bool, file_format: str = "other") -> Scheme:
     names = TABLES[kind] + (["hour"] if hourly else [])
     return Scheme.from_table(
         {
             "Name": "t",
             "DatabaseName": "d",
             "PartitionKeys": [{"Name": k, "Type": "string"} for k in names],
-            "StorageDescriptor": {"Location": location},
+            "StorageDescriptor": {"Location": location, "InputFormat": INPUT_FORMATS[file_format]},
         }
     )
 
@@ -94,6 +102,7 @@ def table(location: str, kind: str, hourly: bool) -> Scheme:
     depth=st.integers(0, 12),
     kind=st.sampled_from(sorted(TABLES)),
     hourly=st.booleans(),
+    file_format=st.sampled_from(sorted(INPUT_FORMATS)),
     since=st.sampled_from([None, *DAYS]),
     until=st.sampled_from([None, *DAYS]),
 )
@@ -104,13 +113,14 @@ def test_inventory_messages_equal_the_walks(
     depth: int,
     kind: str,
     hourly: bool,
+    file_format: str,
     since: date | None,
     until: date | None,
 ) -> None:
     ordered = sorted(stored)
     key = ordered[pick % len(ordered)]
     ancestors = ["", *(key[: i + 1] for i, c in enumerate(key) if c == "/")]
-    scheme = table(f"s3://{BUCKET}/{ancestors[min(depth, len(ancestors) - 1)]}", kind, hourly)
+    scheme = table(f"s3://{BUCKET}/{ancestors[min(depth, len(ancestors) - 1)]}", kind, hourly, file_format)
     dates = DateRange(since, until)
     walked = sorted(FolderWalk(ListingS3(stored), scheme, dates, workers=1).messages(), key=lambda m: m.id)
     inventoried = list(inventory_messages([(BUCKET, k) for k in stored] + [("other", key)], scheme, dates))
