@@ -32,6 +32,7 @@ const NUMBERS = [
   ['queueAgeAlarmSeconds', 60, 1209600],
   ['backfillConcurrency', 2, 1000], // SQS ScalingConfig.MaximumConcurrency: 2 to 1,000
   ['backfillTimeout', 1, 900], // Lambda: at most 900 s (the queue's visibility timeout is 6x)
+  ['backfillMemory', 128, 10240], // Lambda: 128 MB to 10,240 MB; CPU grows with it
 ];
 const NAMES = [
   'sourceBucket', 'flowLogPrefix', 'tableLocation', 'glueDatabase', 'glueTable', 'glueCatalogId',
@@ -40,7 +41,7 @@ const NAMES = [
   'reconcileDays', 'createWorkgroup', 'athenaBytesCutoff', 'pointInTimeRecovery', 'alarmTopicArn',
   'alarmEmail', 'functionTimeout', 'maxReceiveCount', 'outsideTableAlarmThreshold', 'queueAgeAlarmSeconds',
   'tableRefreshSeconds', 'tracing', 'powertoolsVersion', 'powertoolsLayerArn', 'logRetentionDays',
-  'tables', 'partitionIndex', 'backfillConcurrency', 'backfillTimeout', 'inventoryBucket',
+  'tables', 'partitionIndex', 'backfillConcurrency', 'backfillTimeout', 'backfillMemory', 'inventoryBucket',
 ];
 // Lambda's quota: "Environment variables: 4 KB, for all environment variables associated with
 // the function, in aggregate" (Lambda developer guide, "Lambda quotas"). Counted here as the
@@ -678,20 +679,22 @@ function roleResources(p) {
       Condition: { StringLike: { 's3:prefix': [`${p.keyPrefix}*`] } },
     },
     {
-      // S3 Inventory manifests and data files (`backfill --inventory`), delivered to the source
-      // bucket or to inventoryBucket: the one function that reads objects, and never a flow log's body.
-      Sid: 'ReadInventory',
-      Effect: 'Allow',
-      Action: 's3:GetObject',
-      Resource: [p.sourceBucket, p.inventoryBucket].filter((b) => b).map((b) => sub(`arn:\${AWS::Partition}:s3:::${b}/*`)),
-    },
-    {
       Sid: 'BackfillQueue',
       Effect: 'Allow',
       Action: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage'],
       Resource: getAtt('BackfillQueue'),
     },
   ];
+  if (p.inventoryBucket) {
+    // S3 Inventory manifests and data files (`backfill --inventory --distributed`), in the bucket
+    // the reports land in (sourceBucket itself when they land there): never a flow log's body.
+    backfill.push({
+      Sid: 'ReadInventory',
+      Effect: 'Allow',
+      Action: 's3:GetObject',
+      Resource: sub(`arn:\${AWS::Partition}:s3:::${p.inventoryBucket}/*`),
+    });
+  }
   if (p.cacheOn) {
     backfill.push({ Sid: 'MarkCache', Effect: 'Allow', Action: 'dynamodb:BatchWriteItem', Resource: getAtt('PartitionCache') });
   }
@@ -971,6 +974,11 @@ module.exports.backfillRole = async () => sub('${BackfillRole.Arn}');
 module.exports.backfillTimeout = async ({ resolveVariable }) => {
   const { p, problems } = await config(resolveVariable);
   return problems.length ? 900 : Number(p.backfillTimeout);
+};
+
+module.exports.backfillMemory = async ({ resolveVariable }) => {
+  const { p, problems } = await config(resolveVariable);
+  return problems.length ? 1024 : Number(p.backfillMemory);
 };
 
 // One work item an invocation (a slice may take minutes); MaximumConcurrency is the throttle

@@ -140,7 +140,12 @@ def _tables(env: Mapping[str, str], overrides: Mapping[str, str], catalog_id: st
                 f"({', '.join(map(str, names))}); write it as database.table"
             )
         return tuple(chosen)
-    if database and table and not any(n.database == database and n.table == table for n in names):
+    if (
+        database
+        and table
+        and not overrides.get("GLUE_TABLES")  # a stack's tables, given outright: the shell's do not count
+        and not any(n.database == database and n.table == table for n in names)
+    ):
         # Two ways of naming the tables that disagree: refuse rather than pick one.
         raise SettingsError(
             f"GLUE_DATABASE and GLUE_TABLE name {database}.{table}, which GLUE_TABLES does not list"

@@ -244,7 +244,8 @@ def _batch_response(envelope: Envelope, report: Report | None, permanent: str = 
             code, text = "PermanentFailure", permanent
         else:
             result = report.result(message.id)
-            code, text = ("Succeeded" if result.ok else "TemporaryFailure"), result.detail
+            failure = "PermanentFailure" if result.permanent else "TemporaryFailure"
+            code, text = ("Succeeded" if result.ok else failure), result.detail
         # The documented per-task result: taskId, resultCode, resultString.
         results.append({"taskId": message.id, "resultCode": code, "resultString": text})
     return {

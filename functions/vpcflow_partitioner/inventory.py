@@ -394,6 +394,8 @@ def _download(
                 counts.bytes += len(chunk)
         except (ClientError, BotoCoreError) as exc:
             raise _get_error(exc, where) from exc
+        except OSError as exc:  # the local copy: a full /tmp (Lambda's is 512 MB unless raised)
+            raise InventoryError(f"{where}: cannot keep a copy to read: {exc.strerror or exc}") from exc
         if md5 is not None and digest.hexdigest() != md5.lower():
             raise InventoryError(f"{where}: MD5 {digest.hexdigest()} differs from the manifest's {md5}")
         copy.seek(0)

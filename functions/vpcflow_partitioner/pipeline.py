@@ -32,6 +32,7 @@ WOULD_CREATE = "would create"  # dry run
 _DONE = {CREATED, EXISTS, KNOWN, CACHED, WOULD_CREATE}
 _COLLISION = "collision with "  # + the folder the partition has: acked, never "present"
 _FAILED = "failed"  # a Skip that could not be confirmed against a fresh table: retry the record
+_MISCONFIGURED = "misconfigured"  # a table that cannot be used as configured: fail, permanently
 
 # A negative decision (outside the Location, unpartitionable) is final for the object, so
 # it is taken against a table read during this invocation, once per kind of folder.
@@ -68,6 +69,7 @@ class MessageResult:
     # that is not an event, an object the table cannot represent, a folder collision.
     unresolved: bool = False
     done: tuple[tuple[tuple[str, ...], str], ...] = ()  # (partition values, outcome)
+    permanent: bool = False  # failed on a table's configuration: retrying cannot help
 
     @property
     def detail(self) -> str:
@@ -253,12 +255,12 @@ class Partitioner:
             outcomes = self.ensure(scheme, specs, now, counts, use_cache=use_cache, dry_run=dry_run)
         return plans, outcomes, counts
 
-    def unread(self, messages: list[Message], error: str) -> _Plans:
+    def unread(self, messages: list[Message], error: str, permanent: bool = False) -> _Plans:
         """The plans of a run in which this table could not be read: every object it could
         concern fails (its record is retried), by the table last read when there is one, and
         by the object alone when there is none; the others are this table's to ignore."""
         scheme = self._scheme
-        why = Skip(_FAILED, f"table {self.name} not read: {error}")
+        why = Skip(_MISCONFIGURED if permanent else _FAILED, f"table {self.name} not read: {error}")
         plans: _Plans = []
         for message in messages:
             planned: list[tuple[ObjectRef, PartitionSpec | Skip]] = []
@@ -640,7 +642,8 @@ class Fleet:
                 errors.append(exc)
                 # Loud: a table that cannot be read is as bad as a wrong configuration.
                 logger.error("table not read", table=partitioner.name, error=str(exc))
-                plans, outcomes, counts = partitioner.unread(messages, str(exc)), {}, Counter()
+                permanent = isinstance(exc, ConfigurationError)
+                plans, outcomes, counts = partitioner.unread(messages, str(exc), permanent), {}, Counter()
             decided.append(_Decided(partitioner.name, plans, outcomes, counts))
         if len(errors) == len(self.partitioners):
             raise next((e for e in errors if isinstance(e, ConfigurationError)), errors[0])
@@ -692,6 +695,7 @@ def _combine(messages: list[Message], decided: list[_Decided]) -> Report:
             ignored[f"notification {reason}"] += 1
             notes.append(f"ignored: {reason}")
         failed_in: set[str] = set()
+        permanent = False
         for position, ref in enumerate(message.objects):
             taken = False
             skips: list[Skip] = []
@@ -710,8 +714,9 @@ def _combine(messages: list[Message], decided: list[_Decided]) -> Report:
                         failed_in.add(part.name)
                         continue
                     why = f"{outcome}: another folder maps to the same partition values"
-                elif plan.outcome == _FAILED:
+                elif plan.outcome in (_FAILED, _MISCONFIGURED):
                     taken = True
+                    permanent |= plan.outcome == _MISCONFIGURED
                     failures.append(f"{label}{ref.key}: {plan.reason}")
                     failed_in.add(part.name)
                     continue
@@ -722,8 +727,7 @@ def _combine(messages: list[Message], decided: list[_Decided]) -> Report:
                     continue
                 taken = True
                 whys.append(f"{label}{why}")
-                if multi:
-                    report.tables[part.name].counts["ObjectsUnpartitionable"] += 1
+                report.tables[part.name].counts["ObjectsUnpartitionable"] += 1
             if whys:
                 counts["ObjectsUnpartitionable"] += 1
                 why = "; ".join(whys)
@@ -738,11 +742,13 @@ def _combine(messages: list[Message], decided: list[_Decided]) -> Report:
             reason = "; ".join(dict.fromkeys(skip.reason for skip in skips))
             ignored[reason] += 1
             notes.append(f"ignored: {reason}")
-        for name in failed_in if multi else ():
+        for name in failed_in:
             report.tables[name].counts["RecordsFailed"] += 1
         if failures:
             counts["RecordsFailed"] += 1
-            report.results.append(MessageResult(message.id, ok=False, notes=tuple(dict.fromkeys(failures))))
+            report.results.append(
+                MessageResult(message.id, ok=False, notes=tuple(dict.fromkeys(failures)), permanent=permanent)
+            )
             continue
         report.results.append(
             MessageResult(

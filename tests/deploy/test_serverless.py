@@ -230,6 +230,10 @@ REFUSALS = {
         ["--param", f"sourceBucket={BUCKET}", "--param", "backfillTimeout=901"],
         "backfillTimeout must be a whole number from 1 to 900",
     ),
+    "backfillMemory-over-Lambda's": (
+        ["--param", f"sourceBucket={BUCKET}", "--param", "backfillMemory=10241"],
+        "backfillMemory must be a whole number from 128 to 10240",
+    ),
     "inventoryBucket-name": (
         ["--param", f"sourceBucket={BUCKET}", "--param", "inventoryBucket=Inventory_Reports"],
         'param inventoryBucket "Inventory_Reports" is not an S3 bucket name',
@@ -972,10 +976,15 @@ def test_backfill_queue_dlq_mapping_and_role(packages: dict[str, Path], name: st
         listing["Resource"] == sweep_listing["Resource"]
         and listing["Condition"] == sweep_listing["Condition"]
     )
-    (reads,) = [s for s in statements if "s3:GetObject" in listed(s["Action"])]
-    buckets = [BUCKET, "acme-inventory"] if name == "tables" else [BUCKET]
-    assert reads["Resource"] == [{"Fn::Sub": f"arn:${{AWS::Partition}}:s3:::{b}/*"} for b in buckets]
-    assert actions(statements, "s3") == {"s3:ListBucket", "s3:GetObject"}
+    # Objects are read only in the bucket inventory reports land in, and only when it is named.
+    reads = [s for s in statements if "s3:GetObject" in listed(s["Action"])]
+    if name == "tables":
+        assert [r["Resource"] for r in reads] == [{"Fn::Sub": "arn:${AWS::Partition}:s3:::acme-inventory/*"}]
+        assert actions(statements, "s3") == {"s3:ListBucket", "s3:GetObject"}
+    else:
+        assert reads == [] and actions(statements, "s3") == {"s3:ListBucket"}
+    memory = of_type(t, "AWS::Lambda::Function")["OnBackfillLambdaFunction"]["Properties"]["MemorySize"]
+    assert memory == 1024  # CPU for decoding inventory files
     assert actions(statements, "logs") == {"logs:CreateLogStream", "logs:PutLogEvents"}
     assert {a.split(":")[0] for s in statements for a in listed(s["Action"])} <= {
         "logs", "glue", "s3", "sqs", "dynamodb", "xray",

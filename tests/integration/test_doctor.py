@@ -1306,7 +1306,8 @@ def test_partition_quota_projects_folders_times_days_kept(env: None) -> None:
     finding = _quota_table(days=400, hourly=False)
     assert (finding.state, finding.detail) == (
         "ok",
-        "92 account-region folders x 400 days kept (S3 lifecycle) = 36,800 partitions, 0% of Glue's "
+        "92 account-region folders x 400 days kept (S3 lifecycle, with `audit --prune` after it) = 36,800 "
+        "partitions, 0% of Glue's "
         "10,000,000 per table",
     )
 

@@ -280,3 +280,60 @@ def test_replay_goes_to_every_table(twins: Any, tmp_path: Any) -> None:
     assert main(["replay", str(saved)]) == 0
     assert set(partitions(glue(), table="text")) == {("2022-08-29",)}
     assert set(partitions(glue(), table="parquet")) == {("2022-08-30",)}
+
+
+# ---------------------------------------------------------------- what review found
+
+
+def test_a_misconfigured_table_fails_its_batch_operations_tasks_permanently(
+    two: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers import load_event
+
+    monkeypatch.setenv("TABLE_REFRESH_SECONDS", "0")
+    handlers.reset()
+    handlers.on_object_created(json.loads(s3_body(flow_key("2022-08-01"))))  # both tables known
+    glue().delete_table(DatabaseName=DATABASE, Name="regional")  # a configuration error now
+    event = load_event("batch_operations_v2.json")
+    event["tasks"][1]["s3Key"] = flow_key("2022-08-03", account=OTHER)  # outside regional's Location
+    results = {r["taskId"]: r["resultCode"] for r in handlers.on_object_created(event)["results"]}
+    assert list(results.values()) == ["PermanentFailure", "Succeeded"]  # retrying cannot bring it back
+
+
+def test_an_object_two_tables_cannot_represent_is_counted_once(
+    mocked: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_table(glue(), table="a", keys=[("date", "date"), ("hour", "string")])
+    create_table(glue(), table="b", keys=[("date", "date"), ("hour", "string")])
+    monkeypatch.setenv("GLUE_TABLES", f"{DATABASE}.a,{DATABASE}.b")
+    capsys.readouterr()
+    response = handlers.on_object_created(json.loads(s3_body(flow_key("2022-08-29"))))  # a daily file
+    assert response["ObjectsUnpartitionable"] == 1
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    per_table = {d["table"]: d["ObjectsUnpartitionable"] for d in documents if "table" in d}
+    assert per_table == {f"{DATABASE}.a": [1.0], f"{DATABASE}.b": [1.0]}
+
+
+def test_the_sweeps_table_documents_count_its_failures(two: None, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from vpcflow_partitioner.errors import TransientError
+
+    s3 = aws.client("s3", "", "us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    s3.put_object(Bucket=BUCKET, Key=flow_key(today, account=OTHER), Body=b"x")
+    inject_error(glue(), "BatchCreatePartition", "InternalServiceException", status=500)
+    capsys.readouterr()
+    with pytest.raises(TransientError):
+        handlers.on_schedule({})
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert {d["table"]: d["RecordsFailed"] for d in documents if "table" in d} == {f"{DATABASE}.org": [1.0]}
+
+
+def test_a_stacks_tables_win_over_the_shells_one_table() -> None:
+    from vpcflow_partitioner.config import Settings
+
+    shell = {"GLUE_DATABASE": "mine", "GLUE_TABLE": "scratch"}
+    settings = Settings.from_env(shell, GLUE_TABLES=f"{DATABASE}.a,{DATABASE}.b")
+    assert [str(n) for n in settings.table_names] == [f"{DATABASE}.a", f"{DATABASE}.b"]

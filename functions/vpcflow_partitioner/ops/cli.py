@@ -533,6 +533,22 @@ def _settings(args: argparse.Namespace, **overrides: str) -> Settings:
     )
 
 
+def _stack_settings(args: argparse.Namespace, found: dict[str, str], where: Connection) -> Settings:
+    """Settings for a command that reads a stack: flags first, then the stack's Outputs (its
+    GlueTables stand for its tables unless a flag names one), then the environment."""
+    stack_tables = found.get("tables", "") if not (args.database or args.table) else ""
+    return Settings.from_env(
+        None,
+        GLUE_DATABASE=args.database or ("" if stack_tables else found.get("database", "")),
+        GLUE_TABLE=args.table or ("" if stack_tables else found.get("table", "")),
+        GLUE_TABLES=stack_tables,
+        GLUE_CATALOG_ID=args.catalog_id or found.get("catalog_id", ""),
+        AWS_REGION=where.region,
+        AWS_ENDPOINT_URL=where.endpoint_url,
+        AWS_PROFILE=where.profile,
+    )
+
+
 def _client(settings: Settings, service: str) -> Any:
     return aws.client(service, settings.endpoint_url, settings.region, settings.profile)
 
@@ -968,9 +984,9 @@ def _pause(seconds: float) -> None:
 
 
 def _distributed(args: argparse.Namespace, out: Console, err: Console) -> int:
-    if args.replay_dlq and (args.dry_run or args.since or args.until):
+    if args.replay_dlq and (args.dry_run or args.since or args.until or args.inventory):
         raise UsageError(
-            "--replay-dlq moves the DLQ's work items as they are: no --dry-run, --since or --until"
+            "--replay-dlq moves the DLQ's work items as they are: no --dry-run, --since, --until or --inventory"
         )
     if args.endpoint_url and not args.endpoint_url.startswith(("http://", "https://")):
         raise UsageError(f"--endpoint-url {args.endpoint_url!r} is not an http:// or https:// URL")
@@ -1005,18 +1021,7 @@ def _distributed(args: argparse.Namespace, out: Console, err: Console) -> int:
         if not _json(args):
             out.print(f"moved {total} work {_plural(total, 'item')} from {escape(dlq_url)} back to the queue")
     else:
-        # The stack's GlueTables (the `tables` param) stand for its tables unless a flag names one.
-        stack_tables = found.get("tables", "") if not (args.database or args.table) else ""
-        settings = Settings.from_env(
-            None,
-            GLUE_DATABASE=args.database or ("" if stack_tables else found.get("database", "")),
-            GLUE_TABLE=args.table or ("" if stack_tables else found.get("table", "")),
-            GLUE_TABLES=stack_tables,
-            GLUE_CATALOG_ID=args.catalog_id or found.get("catalog_id", ""),
-            AWS_REGION=where.region,
-            AWS_ENDPOINT_URL=where.endpoint_url,
-            AWS_PROFILE=where.profile,
-        )
+        settings = _stack_settings(args, found, where)
         items: list[backfill.WorkItem] = []
         list_calls = 0
         fleet = _fleet(settings)
@@ -1182,7 +1187,8 @@ def _backfill_inventory(
     totals = _Totals()
     folders = 0
     for partitioner in fleet.partitioners:
-        # Streamed, not held: a report lists millions of objects. Each table reads it again.
+        # The rows are streamed (a report lists millions of objects); one message per folder is
+        # kept, as a walk keeps. Each table reads the report again.
         counts = read if partitioner is fleet.partitioners[0] else None
         with (
             err.status("reading the inventory", spinner="dots")
@@ -1477,18 +1483,7 @@ def _doctor(args: argparse.Namespace, out: Console, err: Console) -> int:
     stack = checkup.read_stack(client("cloudformation"), args.stack) if args.stack else None
     found = checkup.target_from_outputs(stack.outputs) if stack else {}
     # Flags first, then the stack's Outputs, then the environment (as the other commands read it).
-    # The stack's GlueTables (the `tables` param) stand for its tables unless a flag names one.
-    stack_tables = found.get("tables", "") if not (args.database or args.table) else ""
-    settings = Settings.from_env(
-        None,
-        GLUE_DATABASE=args.database or ("" if stack_tables else found.get("database", "")),
-        GLUE_TABLE=args.table or ("" if stack_tables else found.get("table", "")),
-        GLUE_TABLES=stack_tables,
-        GLUE_CATALOG_ID=args.catalog_id or found.get("catalog_id", ""),
-        AWS_REGION=where.region,
-        AWS_ENDPOINT_URL=where.endpoint_url,
-        AWS_PROFILE=where.profile,
-    )
+    settings = _stack_settings(args, found, where)
     prefix = args.prefix
     if prefix and not prefix.endswith("/"):
         prefix += "/"

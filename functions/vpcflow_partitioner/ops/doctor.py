@@ -1491,8 +1491,10 @@ def check_partition_quota(s3: Any, facts: Facts) -> Finding:
     kept = days if days is not None else 365 * _FOREVER_YEARS
     per_day = {"hour": 24, "day": 1}.get(scheme.deepest_level, 1 / 30)
     projected = int(regions * kept * per_day)
+    # Glue keeps a partition after S3 expires its objects: the lifecycle bounds the table only
+    # when `audit --prune` deletes the emptied partitions.
     horizon = (
-        f"{days} days kept (S3 lifecycle)"
+        f"{days} days kept (S3 lifecycle, with `audit --prune` after it)"
         if days is not None
         else f"{_FOREVER_YEARS} years (no expiration rule)"
     )
