@@ -144,6 +144,7 @@ class Partitioner:
         check_spelling: bool = True,
     ) -> None:
         self.settings = settings
+        self.name = str(settings.table_names[0])  # as GLUE_TABLES writes it: [catalog:]database.table
         self._check_spelling = check_spelling  # `audit` reports misspelt partitions instead
         self.catalog = Catalog(glue, TableRef(settings.catalog_id, settings.database, settings.table), sleep)
         self.cache = (
@@ -218,10 +219,6 @@ class Partitioner:
         """Ensure every partition the messages' objects belong to; ConfigurationError propagates."""
         return Fleet((self,)).run(messages, now, use_cache=use_cache, dry_run=dry_run)
 
-    @property
-    def name(self) -> str:
-        """The table as GLUE_TABLES writes it: [catalog:]database.table."""
-        return str(self.settings.table_names[0])
 
     def decide(
         self, messages: list[Message], now: float, *, use_cache: bool, dry_run: bool
