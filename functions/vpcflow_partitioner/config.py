@@ -128,9 +128,18 @@ def _tables(env: Mapping[str, str], overrides: Mapping[str, str], catalog_id: st
     names = tuple(TableName.parse(text, catalog_id) for text in listed.split(",") if text.strip())
     if not names:
         raise SettingsError(f"GLUE_TABLES={listed!r} names no table")
-    repeated = [str(n) for n in names if names.count(n) > 1]
+    # Glue keeps names in lower case ("For Hive compatibility, this must be entirely lowercase"):
+    # `flowlogs.A` and `flowlogs.a` are one table, and it would be partitioned twice.
+    spelt = [(n.catalog_id, n.database.lower(), n.table.lower()) for n in names]
+    repeated = [str(n) for n, key in zip(names, spelt, strict=True) if spelt.count(key) > 1]
     if repeated:
         raise SettingsError(f"GLUE_TABLES names {repeated[0]} twice")
+    alone = overrides.get("GLUE_DATABASE", "").strip()
+    if alone and not overrides.get("GLUE_TABLE", "").strip():
+        # --database alone: the tables of that database.
+        names = tuple(n for n in names if n.database == alone)
+        if not names:
+            raise SettingsError(f"--database {alone}: no table of GLUE_TABLES is in it")
     picked = overrides.get("GLUE_TABLE", "").strip()
     if picked:
         chosen = [n for n in names if n.matches(picked)]

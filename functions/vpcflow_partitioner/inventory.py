@@ -69,6 +69,7 @@ class Manifest:
     file_schema: str  # as written: what a work item carries to the function that reads one file
     columns: tuple[str, ...]  # the column names of fileSchema, in its order
     files: tuple[DataFile, ...]
+    created: float | None = None  # creationTimestamp, in seconds: newer objects are not listed
 
 
 @dataclass
@@ -109,7 +110,17 @@ def read_manifest(s3: Any, uri: str) -> Manifest:
         if not isinstance(entry, dict) or not entry.get("key") or not entry.get("MD5checksum"):
             raise InventoryError(f"{uri}: a files entry without key and MD5checksum: {entry!r}")
         files.append(DataFile(destination, str(entry["key"]), str(entry["MD5checksum"]).lower()))
-    return Manifest(str(doc.get("sourceBucket", "")), form, schema, columns, tuple(files))
+    # "creationTimestamp": when S3 began listing the bucket, in milliseconds since the epoch:
+    # objects written after it are not in the report.
+    created = str(doc.get("creationTimestamp", ""))
+    return Manifest(
+        str(doc.get("sourceBucket", "")),
+        form,
+        schema,
+        columns,
+        tuple(files),
+        int(created) / 1000 if created.isdigit() else None,
+    )
 
 
 def schema_columns(file_schema: str, file_format: str) -> tuple[str, ...]:
@@ -179,8 +190,8 @@ def inventory_messages(
     same reading of its folders (what the walk's probe finds first, S3 listing in key order);
     an object lying in a folder above the leaves (a daily file under an hourly table) gets its
     folder's own message, as the walk's strays do, so that the pipeline says why it cannot be
-    partitioned. Dates are checked on the folders the walk would have checked: none at or
-    above the table Location, the leaf's (or the stray folder's) date below it.
+    partitioned. Dates are checked on the folders the walk would have checked: the leaf's (a
+    Location that is a leaf included), or the stray folder's below the Location.
     """
     start = folder_state(scheme.prefix)
     if start is None:
@@ -224,7 +235,7 @@ def _place(parent: str, prefix: str, leaf_level: str, dates: DateRange) -> tuple
         folder, level = parent, _file_level(obj)  # listed by the walk on its way down: its files are strays
     else:
         return None  # below a leaf that lies above the Location: the walk never lists it
-    if folder != prefix:
+    if folder != prefix or level == leaf_level:  # the walk checks a leaf's date, its start's too
         # The date of the folder's own levels: (year[, month[, day]]), as the walk reads it.
         depth = max(0, min(3, LEVELS.index(level) - LEVELS.index("year") + 1))
         parts = (int(obj.year), int(obj.month), int(obj.day))[:depth]

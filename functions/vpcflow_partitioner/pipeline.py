@@ -219,7 +219,6 @@ class Partitioner:
         """Ensure every partition the messages' objects belong to; ConfigurationError propagates."""
         return Fleet((self,)).run(messages, now, use_cache=use_cache, dry_run=dry_run)
 
-
     def decide(
         self, messages: list[Message], now: float, *, use_cache: bool, dry_run: bool
     ) -> tuple[_Plans, dict[PartitionSpec, str], Counter[str]]:

@@ -149,7 +149,10 @@ class FolderWalk:
         if start is None:
             return [], []
         if start.level == leaf_level:
-            return [self._start], []
+            # A start at a leaf (a Location or a work item's folder that is one day): its own date
+            # decides, as a listed leaf's does.
+            admitted = not start.date or self._dates.admits(start.date[:3])
+            return ([self._start] if admitted else []), []
         leaves: list[str] = []
         strays: list[tuple[str, str]] = []
         frontier: list[tuple[str, FolderState]] = [(self._start, start)]

@@ -292,7 +292,7 @@ def test_the_dry_run_prints_the_plan_and_sends_nothing(
     out = capsys.readouterr().out
     assert (
         "work items it would send" in out
-        and "plan: would send 8 work items (4 region folders, 5 list calls)" in out
+        and "plan: would send 8 work items (4 region folders, 9 list calls)" in out
     )
 
 
@@ -367,7 +367,11 @@ def test_a_table_over_one_region_folder_is_sliced_by_month_from_its_location(
     handlers.reset()
     assert main(["backfill", "--distributed", "--queue-url", queue, *RANGE, "--no-wait", "--json"]) == 0
     sent = json.loads(capsys.readouterr().out)
-    assert (sent["work_items"], sent["region_folders"], sent["list_calls"]) == (2, 1, 0)
+    assert (sent["work_items"], sent["region_folders"], sent["list_calls"]) == (
+        2,
+        1,
+        1,
+    )  # its years: one listing
     EventSourceMapping(queue).drain()
     assert set(partitions(glue(), table="classic")) == {(f"{day}",) for day in DAYS}
     assert partitions(glue()) == {}  # the other table was not asked
@@ -490,3 +494,49 @@ def test_a_columnar_inventory_is_refused_for_the_function_that_has_no_pyarrow(
     assert main(["backfill", "--distributed", "--queue-url", queue, "--inventory", manifest]) == 2
     assert "reads CSV reports only" in capsys.readouterr().err
     assert depth(queue) == 0
+
+
+def test_a_closed_range_sends_no_item_for_years_without_folders(
+    org: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue, _ = org
+    argv = ["backfill", "--distributed", "--queue-url", queue, "--dry-run", "--json"]
+    assert main([*argv, "--since", "0001-01-01", "--until", "9999-12-31"]) == 3
+    plan = cli_json(capsys.readouterr().out)
+    assert plan["work_items"] == 4 * 12  # 2024's months in each region folder, not 9,999 years'
+
+
+def test_an_item_for_a_day_folder_keeps_to_its_dates(org: tuple[str, str]) -> None:
+    folder = f"AWSLogs/{ACCOUNTS[0]}/vpcflowlogs/us-east-1/2024/01/10/"
+    item = WorkItem(f"{DATABASE}.{TABLE}", BUCKET, folder, date(2023, 1, 1), date(2023, 1, 31))
+    message = {"MessageId": "m1", "ReceiptHandle": "r", "Body": item.to_body(), "MD5OfBody": "x"}
+    message["Attributes"] = dict.fromkeys(
+        ("ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp"), "1"
+    )
+    queue, _ = org
+    assert handlers.on_backfill(sqs_event(message, queue)) == {"batchItemFailures": []}
+    assert partitions(glue()) == {}  # 2024-01-10 is not in January 2023
+
+
+@pytest.mark.parametrize(
+    "uri", ["", "s3:/inventory-reports/manifest.json", "inventory-reports/manifest.json"]
+)
+def test_an_inventory_that_is_no_s3_uri_is_a_usage_error_not_a_walk(
+    org: tuple[str, str], uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["backfill", "--inventory", uri]) == 2  # an empty "$URI" must not turn into a full walk
+    err = capsys.readouterr().err
+    assert "is not s3://bucket/path/manifest.json" in err and len(err.strip().splitlines()) == 1
+    assert partitions(glue()) == {}
+
+
+def test_the_report_says_when_it_was_made(org: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = publish_inventory("CSV")
+    body = json.loads(s3().get_object(Bucket=INVENTORY, Key="report/manifest.json")["Body"].read())
+    body["creationTimestamp"] = "1709251200000"  # 2024-03-01 00:00 UTC
+    s3().put_object(Bucket=INVENTORY, Key="report/manifest.json", Body=json.dumps(body).encode())
+    s3().delete_object(Bucket=INVENTORY, Key="report/manifest.checksum")
+    assert main(["backfill", "--inventory", manifest, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert cli_json(captured.out)["inventory_created"] == "2024-03-01T00:00:00+00:00"
+    assert "objects written since are not in it; `backfill --since 2024-03-01` covers them" in captured.err

@@ -1257,7 +1257,7 @@ def test_doctor_checks_every_configured_table(
     assert isinstance(json.loads(capsys.readouterr().out), list)
 
 
-def _quota_table(days: int | None, hourly: bool) -> Any:
+def _quota_table(days: int | None, hourly: bool, held: int = 0) -> Any:
     """An organisation table over 4 accounts x 23 regions (one object each) and, with `days`,
     a lifecycle rule expiring the flow logs after that many days."""
     from vpcflow_partitioner.ops.doctor import Facts, check_partition_quota
@@ -1293,13 +1293,24 @@ def _quota_table(days: int | None, hourly: bool) -> Any:
             },
         )
     keys = ["aws_account_id", "aws_region", "year", "month", "day"] + (["hour"] if hourly else [])
+    glue = client("glue")
+    glue.create_database(DatabaseInput={"Name": DATABASE})
     table = {
         "Name": TABLE,
-        "DatabaseName": DATABASE,
         "PartitionKeys": [{"Name": k, "Type": "string"} for k in keys],
         "StorageDescriptor": {"Location": f"s3://{BUCKET}/AWSLogs/"},
     }
-    return check_partition_quota(s3, Facts(scheme=Scheme.from_table(table)))
+    glue.create_table(DatabaseName=DATABASE, TableInput=table)
+    for start in range(0, held, 100):  # partitions of objects long expired: nobody pruned them
+        values = [
+            ["111111111111", "us-east-1", "2019", "01", f"{i:04d}"] + (["00"] if hourly else [])
+            for i in range(start, min(held, start + 100))
+        ]
+        glue.batch_create_partition(
+            DatabaseName=DATABASE, TableName=TABLE, PartitionInputList=[{"Values": v} for v in values]
+        )
+    read = glue.get_table(DatabaseName=DATABASE, Name=TABLE)["Table"]
+    return check_partition_quota(s3, glue, Facts(scheme=Scheme.from_table(read)))
 
 
 def test_partition_quota_projects_folders_times_days_kept(env: None) -> None:
@@ -1307,19 +1318,34 @@ def test_partition_quota_projects_folders_times_days_kept(env: None) -> None:
     assert (finding.state, finding.detail) == (
         "ok",
         "92 account-region folders x 400 days kept (S3 lifecycle, with `audit --prune` after it) = 36,800 "
-        "partitions, 0% of Glue's "
+        "partitions: 0% of Glue's "
         "10,000,000 per table",
     )
 
 
 def test_partition_quota_warns_before_an_hourly_table_reaches_glues_limit(env: None) -> None:
     finding = _quota_table(days=3650, hourly=True)  # 92 x 3650 x 24 = 8,059,200: 81 %
-    assert finding.state == "warn" and "8,059,200 partitions, 81%" in finding.detail
+    assert finding.state == "warn" and "8,059,200 partitions: 81%" in finding.detail
     assert "split the table" in finding.fix and "GLUE_TABLES" in finding.fix
 
 
 def test_partition_quota_projects_three_years_without_an_expiration_rule(env: None) -> None:
     assert _quota_table(days=None, hourly=True).detail == (
-        "92 account-region folders x 3 years (no expiration rule) x 24 hours = 2,417,760 partitions, 24% of "
+        "92 account-region folders x 3 years (no expiration rule) x 24 hours = 2,417,760 partitions: 24% of "
         "Glue's 10,000,000 per table"
     )
+
+
+def test_partition_quota_counts_what_the_table_holds_when_it_is_more(env: None) -> None:
+    finding = _quota_table(days=1, hourly=False, held=250)  # 92 folders x 1 day, 250 never pruned
+    assert finding.detail.endswith(
+        "= 92 partitions; the table holds 250 already: 0% of Glue's 10,000,000 per table"
+    )
+
+
+def test_partition_quota_stops_at_its_list_call_budget(env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vpcflow_partitioner.ops import doctor as module
+
+    monkeypatch.setattr(module, "QUOTA_LIST_CALLS", 3)  # a bucket root over thousands of folders
+    detail = _quota_table(days=400, hourly=False).detail
+    assert detail.startswith("at least ") and "account-region" in detail

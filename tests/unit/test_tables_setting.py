@@ -69,3 +69,16 @@ def test_two_namings_that_disagree_are_refused() -> None:
         "flowlogs.text",
         "111122223333:org.parquet",
     ]
+
+
+def test_one_table_spelt_twice_is_refused() -> None:
+    with pytest.raises(SettingsError, match="twice"):
+        Settings.from_env({"GLUE_TABLES": "flowlogs.A,flowlogs.a"})
+    with pytest.raises(SettingsError, match="twice"):
+        Settings.from_env({"GLUE_TABLES": "123456789012:db.t,db.t", "GLUE_CATALOG_ID": "123456789012"})
+
+
+def test_a_database_flag_alone_picks_that_databases_tables() -> None:
+    assert names(Settings.from_env(TWO, GLUE_DATABASE="org")) == ["111122223333:org.parquet"]
+    with pytest.raises(SettingsError, match="no table of GLUE_TABLES"):
+        Settings.from_env(TWO, GLUE_DATABASE="other")

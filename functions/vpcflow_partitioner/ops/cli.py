@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import re
 import shlex
 import sys
 import time
@@ -21,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import IO, Any
 
 from botocore.exceptions import (
@@ -359,7 +360,7 @@ def _build_parser() -> argparse.ArgumentParser:
     dry_run(backfill, "backfill")
     backfill.add_argument(
         "--inventory",
-        default="",
+        default=None,
         metavar="S3_URI",
         help="read the objects from an S3 Inventory report (s3://.../manifest.json; CSV, ORC or Parquet) "
         "instead of listing the bucket: zero list calls; with --distributed, one work item per data file",
@@ -952,7 +953,7 @@ def _backfill(args: argparse.Namespace, out: Console, err: Console) -> int:
         raise UsageError("--wait and --no-wait need --distributed")
     settings = _settings(args)
     s3 = _client(settings, "s3")
-    if args.inventory:
+    if args.inventory is not None:
         return _backfill_inventory(args, out, err, settings, s3)
     totals = _Totals()
     extra: Counter[str] = Counter()
@@ -984,7 +985,7 @@ def _pause(seconds: float) -> None:
 
 
 def _distributed(args: argparse.Namespace, out: Console, err: Console) -> int:
-    if args.replay_dlq and (args.dry_run or args.since or args.until or args.inventory):
+    if args.replay_dlq and (args.dry_run or args.since or args.until or args.inventory is not None):
         raise UsageError(
             "--replay-dlq moves the DLQ's work items as they are: no --dry-run, --since, --until or --inventory"
         )
@@ -1025,7 +1026,7 @@ def _distributed(args: argparse.Namespace, out: Console, err: Console) -> int:
         items: list[backfill.WorkItem] = []
         list_calls = 0
         fleet = _fleet(settings)
-        if args.inventory:
+        if args.inventory is not None:
             manifest = _manifest(_client(settings, "s3"), args.inventory, fleet)
             if manifest.format != "CSV":
                 # The function's zip has no pyarrow (tens of MB): it reads CSV reports only.
@@ -1037,7 +1038,7 @@ def _distributed(args: argparse.Namespace, out: Console, err: Console) -> int:
                 items += backfill.inventory_items(
                     partitioner.name, manifest, DateRange(args.since, args.until)
                 )
-        for partitioner in fleet.partitioners if not args.inventory else ():
+        for partitioner in fleet.partitioners if args.inventory is None else ():
             # One item per table, region and month.
             planned, walk = _plan_slices(partitioner, settings, args, err)
             items += planned
@@ -1098,17 +1099,16 @@ def _plan_slices(
         err.status("listing region folders", spinner="dots") if err.is_terminal else contextlib.nullcontext()
     ):
         regions = walk.region_folders()
-        years = None
-        if args.since is None or args.until is None:
-            # One listing per region, concurrently: each waits on the network.
-            with ThreadPoolExecutor(16, thread_name_prefix="years") as pool:
-                years = dict(
-                    zip(
-                        (r.folder for r in regions),
-                        pool.map(walk.years, (r.folder for r in regions)),
-                        strict=True,
-                    )
+        # Each region's year folders (one listing each, concurrently: each waits on the network)
+        # close an open range and leave out the years a region has no folder for.
+        with ThreadPoolExecutor(16, thread_name_prefix="years") as pool:
+            years = dict(
+                zip(
+                    (r.folder for r in regions),
+                    pool.map(walk.years, (r.folder for r in regions)),
+                    strict=True,
                 )
+            )
     return backfill.plan(table, scheme.bucket, regions, dates, years), walk
 
 
@@ -1167,6 +1167,8 @@ def _replay_command(args: argparse.Namespace, queue_url: str, dlq_url: str) -> s
 
 def _manifest(s3: Any, uri: str, fleet: Fleet) -> Manifest:
     """The report's manifest, refused in one line when it lists another bucket than the tables'."""
+    if not re.match(r"^s3://[^/]+/.+", uri):
+        raise UsageError(f"--inventory {uri!r} is not s3://bucket/path/manifest.json")
     manifest = read_manifest(s3, uri)
     for partitioner in fleet.partitioners:
         bucket = partitioner.scheme().bucket
@@ -1201,7 +1203,15 @@ def _backfill_inventory(
             )
         folders += len(messages)
         totals.add(partitioner.run(messages, now=time.time(), use_cache=False, dry_run=args.dry_run))
+    if manifest.created is not None:
+        # A report is a snapshot: what was written since is not in it.
+        made = datetime.fromtimestamp(manifest.created, tz=UTC)
+        err.print(
+            f"[yellow]note:[/] the report was made {made:%Y-%m-%d %H:%M} UTC: objects written since are "
+            f"not in it; `backfill --since {made:%Y-%m-%d}` covers them"
+        )
     extra = {
+        "inventory_created": made.isoformat() if manifest.created is not None else None,
         "inventory_files": read.data_files,
         "inventory_rows": read.rows,
         "inventory_bytes": read.bytes,

@@ -1480,17 +1480,29 @@ QUOTA_WARN_SHARE = 0.8
 _FOREVER_YEARS = 3  # the horizon a table without an expiration rule is projected over
 
 
-def check_partition_quota(s3: Any, facts: Facts) -> Finding:
+QUOTA_LIST_CALLS = 5_000  # the region folders of ~2,500 accounts; past it, "at least"
+
+
+def check_partition_quota(s3: Any, glue: Any, facts: Facts) -> Finding:
     """The partitions the table will hold: its account-region folders x the days S3 keeps the
-    objects (its lifecycle expiration, else _FOREVER_YEARS) x partitions a day, against Glue's
-    per-table quota; past QUOTA_WARN_SHARE of it, split the table."""
+    objects (its lifecycle expiration, else _FOREVER_YEARS) x partitions a day, or what it holds
+    already when that is more, against Glue's per-table quota; past QUOTA_WARN_SHARE of it,
+    split the table."""
     assert facts.scheme is not None
     scheme = facts.scheme
-    regions = len(FolderWalk(s3, scheme).region_folders())
+    walk = FolderWalk(s3, scheme, max_list_calls=QUOTA_LIST_CALLS)
+    regions = len(walk.region_folders())
     days = _expiration_days(s3, scheme.bucket, scheme.prefix)
     kept = days if days is not None else 365 * _FOREVER_YEARS
     per_day = {"hour": 24, "day": 1}.get(scheme.deepest_level, 1 / 30)
     projected = int(regions * kept * per_day)
+    # What the table holds now (partitions of expired objects stay until `audit --prune`),
+    # counted page by page and stopped past INDEX_ADVICE_PARTITIONS: at most ~100 GetPartitions.
+    held = 0
+    for _ in Catalog(glue, scheme.table).partitions(columns=False):
+        held += 1
+        if held > INDEX_ADVICE_PARTITIONS:
+            break
     # Glue keeps a partition after S3 expires its objects: the lifecycle bounds the table only
     # when `audit --prune` deletes the emptied partitions.
     horizon = (
@@ -1498,11 +1510,19 @@ def check_partition_quota(s3: Any, facts: Facts) -> Finding:
         if days is not None
         else f"{_FOREVER_YEARS} years (no expiration rule)"
     )
+    at_least = "at least " if walk.truncated else ""
     detail = (
-        f"{regions:,} account-region {_plural(regions, 'folder')} x {horizon}"
+        f"{at_least}{regions:,} account-region {_plural(regions, 'folder')} x {horizon}"
         + (" x 24 hours" if per_day == 24 else "")
-        + f" = {projected:,} partitions, {projected / GLUE_PARTITIONS_PER_TABLE:.0%} of Glue's "
-        f"{GLUE_PARTITIONS_PER_TABLE:,} per table"
+        + f" = {at_least}{projected:,} partitions"
+    )
+    if held > projected:
+        stopped = held > INDEX_ADVICE_PARTITIONS
+        shown = f"more than {INDEX_ADVICE_PARTITIONS:,}" if stopped else f"{held:,}"
+        detail += f"; the table holds {shown} already"
+        projected = held
+    detail += (
+        f": {projected / GLUE_PARTITIONS_PER_TABLE:.0%} of Glue's {GLUE_PARTITIONS_PER_TABLE:,} per table"
     )
     if projected >= QUOTA_WARN_SHARE * GLUE_PARTITIONS_PER_TABLE:
         return Finding(
@@ -2150,7 +2170,7 @@ def run_doctor(client: Client, target: Target, now: float, stack: StackInfo | No
         add(_guard("lake formation", lambda: check_lake_formation(client("lakeformation"), target, facts)))
         if facts.scheme is not None:
             add(_guard("partition index", lambda: check_partition_index(client("glue"), target, facts)))
-            add(_guard("partition quota", lambda: check_partition_quota(client("s3"), facts)))
+            add(_guard("partition quota", lambda: check_partition_quota(client("s3"), client("glue"), facts)))
     if target.schedule_function:
         add(
             _guard(
