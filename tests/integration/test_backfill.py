@@ -509,7 +509,12 @@ def test_a_closed_range_sends_no_item_for_years_without_folders(
 def test_an_item_for_a_day_folder_keeps_to_its_dates(org: tuple[str, str]) -> None:
     folder = f"AWSLogs/{ACCOUNTS[0]}/vpcflowlogs/us-east-1/2024/01/10/"
     item = WorkItem(f"{DATABASE}.{TABLE}", BUCKET, folder, date(2023, 1, 1), date(2023, 1, 31))
-    message = {"MessageId": "m1", "ReceiptHandle": "r", "Body": item.to_body(), "MD5OfBody": "x"}
+    message: dict[str, Any] = {
+        "MessageId": "m1",
+        "ReceiptHandle": "r",
+        "Body": item.to_body(),
+        "MD5OfBody": "x",
+    }
     message["Attributes"] = dict.fromkeys(
         ("ApproximateReceiveCount", "SentTimestamp", "SenderId", "ApproximateFirstReceiveTimestamp"), "1"
     )
