@@ -68,7 +68,7 @@ class VirtualClock:
         self.spent: defaultdict[str, float] = defaultdict(
             float
         )  # seconds by cause, for "where the time goes"
-        self.trace: list[tuple[str, float]] = []  # (cause, seconds) in order, to replay an item
+        self.trace: list[tuple[str, float, str]] = []  # (cause, seconds, Glue API) in order, to replay
 
     def parallel(self, phase: Any, cost: float, not_before: float = 0.0) -> float:
         """A call from the pool: on the lane free first, after every call of an earlier phase."""
@@ -81,7 +81,7 @@ class VirtualClock:
             self._lanes[i] = start + cost
             return self._lanes[i]
 
-    def serial(self, cost: float, cause: str, not_before: float = 0.0) -> float:
+    def serial(self, cost: float, cause: str, not_before: float = 0.0, api: str = "") -> float:
         """A call made alone (the pipeline's Glue calls); waits until `not_before` if later."""
         with self._lock:
             self._barrier()
@@ -90,7 +90,7 @@ class VirtualClock:
                 self.now = not_before
             self.now += cost
             self.spent[cause] += cost
-            self.trace.append((cause, cost))
+            self.trace.append((cause, cost, api))
             return self.now
 
     def sync(self) -> float:
@@ -104,13 +104,13 @@ class VirtualClock:
             self._barrier()
             self.now += seconds
             self.spent[cause] += seconds
-            self.trace.append((cause, seconds))
+            self.trace.append((cause, seconds, ""))
 
     def _barrier(self) -> None:
         end = max(self._lanes)
         if end > self.now:
             self.spent["list"] += end - self.now
-            self.trace.append(("list", end - self.now))
+            self.trace.append(("list", end - self.now, ""))
             self.now = end
         self._lanes = [self.now] * len(self._lanes)
         self._phase = None
@@ -442,7 +442,7 @@ class GlueView:
             self._catalog.calls[api] += 1
         writes = api == "BatchCreatePartition"
         start = (limits.writes if writes else limits.reads).reserve(self.clock.sync())
-        self.clock.serial(limits.latency, "glue write" if writes else "glue read", start)
+        self.clock.serial(limits.latency, "glue write" if writes else "glue read", start, api)
 
     def _check(self, kwargs: dict[str, Any]) -> None:
         table = self._catalog.table
