@@ -27,7 +27,10 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import gzip
 import heapq
+import io
+import json
 import os
 import sys
 import time
@@ -36,6 +39,7 @@ from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus, unquote_plus
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -71,39 +75,71 @@ from scripts.scale.standins import (  # noqa: E402
     slices,
 )
 
+INVENTORY_BUCKET = "org-inventory"
 EPOCH = 1_800_000_000.0  # simulated time 0, as the `now` the pipeline is given
 GLUE_PARTITIONS_PER_TABLE = 10_000_000  # Glue quota "Number of partitions per table" (default)
 
 
 # --- what the distributed and inventory helpers are writing (issue 13 point 3) -------------
-# At merge, replace this function by the real one (one line):
-#     from vpcflow_partitioner.backfill import run_item
-# It takes the same arguments: a warm Partitioner, an S3 client, a work item (the v1 body of
-# /work/issue13/CONTRACT.md) and `now`.
-def run_item(partitioner: Partitioner, s3: Any, item: dict[str, Any], now: float) -> Any:
-    """One walk slice: FolderWalk from the item's folder over its dates, then the pipeline
-    asking Glue (use_cache=False). Stand-in for vpcflow_partitioner.backfill.run_item."""
+# Stand-ins with the signatures of vpcflow_partitioner.backfill's parse_body and run_item (in
+# /work/wt-distributed; run_item reads inventory files through vpcflow_partitioner.inventory).
+# At merge, replace the line `parse_body, run_item = _parse_body, _run_item` below by:
+#     from vpcflow_partitioner.backfill import parse_body, run_item
+@dataclasses.dataclass(frozen=True)
+class _InventoryFile:
+    bucket: str
+    key: str
+    format: str
+    schema: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _WorkItem:
+    table: str
+    bucket: str = ""
+    folder: str = ""
+    since: date | None = None
+    until: date | None = None
+    inventory: _InventoryFile | None = None
+
+    @property
+    def dates(self) -> DateRange:
+        return DateRange(self.since, self.until)
+
+
+def _parse_body(text: str) -> _WorkItem:
+    """A work item from its message body (the v1 JSON of /work/issue13/CONTRACT.md)."""
+    body: dict[str, Any] = json.loads(text)
+    assert body.pop("v") == 1
+    for name in ("since", "until"):
+        if name in body:
+            body[name] = date.fromisoformat(body[name])
+    if "inventory" in body:
+        body["inventory"] = _InventoryFile(**body["inventory"])
+    return _WorkItem(**body)
+
+
+def _run_item(partitioner: Partitioner, s3: Any, item: _WorkItem, now: float) -> Any:
+    """Walk the item's slice (or read its inventory file), then the pipeline asking Glue."""
     scheme = partitioner.scheme(now)
-    start = dataclasses.replace(scheme, prefix=item["folder"])  # FolderWalk(start=...) to come
-    dates = DateRange(date.fromisoformat(item["since"]), date.fromisoformat(item["until"]))
-    walk = FolderWalk(s3, start, dates)
-    return partitioner.run(list(walk.messages()), now, use_cache=False)
+    if item.inventory is not None:
+        inv = item.inventory
+        data = gzip.GzipFile(fileobj=s3.get_object(Bucket=inv.bucket, Key=inv.key)["Body"])
+        first: dict[str, str] = {}
+        for bucket, key, *_ in csv.reader(io.TextIOWrapper(data, encoding="utf-8", newline="")):
+            key = unquote_plus(key)  # CSV inventory keys are URL-encoded
+            folder = key[: key.rfind("/") + 1]
+            if bucket == scheme.bucket and (folder not in first or key < first[folder]):
+                first[folder] = key
+        messages = [
+            Message(f"s3://{scheme.bucket}/{f}", (ObjectRef(scheme.bucket, k),)) for f, k in first.items()
+        ]
+        return partitioner.run(messages, now, use_cache=False)
+    start = dataclasses.replace(scheme, prefix=item.folder)  # FolderWalk(start=...) to come
+    return partitioner.run(list(FolderWalk(s3, start, item.dates).messages()), now, use_cache=False)
 
 
-# At merge, replace by the inventory helper's reader (vpcflow_partitioner.inventory): one data
-# file's rows -> messages (one per folder) -> the pipeline.
-def run_inventory_file(partitioner: Partitioner, lines: list[str], now: float) -> Any:
-    """One inventory data file (CSV rows: bucket, key, size): one message per folder, then
-    the pipeline asking Glue. Stand-in for the vpcflow_partitioner.inventory reader."""
-    first: dict[tuple[str, str], str] = {}
-    for bucket, key, *_ in csv.reader(lines):
-        folder = key[: key.rfind("/") + 1]
-        if (bucket, folder) not in first:
-            first[bucket, folder] = key
-    messages = [Message(f"s3://{b}/{f}", (ObjectRef(b, k),)) for (b, f), k in first.items()]
-    return partitioner.run(messages, now, use_cache=False)
-
-
+parse_body, run_item = _parse_body, _run_item
 # --------------------------------------------------------------------------------------------
 
 
@@ -185,12 +221,13 @@ class Worker:
 
 
 def _workers(
-    count: int, lanes: int, org: Organisation, catalog: GlueCatalog, settings: Settings, latency: float
+    org: Organisation, catalog: GlueCatalog, settings: Settings, args: argparse.Namespace
 ) -> list[Worker]:
     out = []
-    for _ in range(count):
-        clock = VirtualClock(lanes=lanes)
-        out.append(Worker(clock, Partitioner(settings, catalog.view(clock)), S3View(org, clock, latency)))
+    for _ in range(args.workers):
+        clock = VirtualClock(lanes=args.threads)
+        s3 = S3View(org, clock, args.list_latency, args.get_latency, args.read_throughput)
+        out.append(Worker(clock, Partitioner(settings, catalog.view(clock)), s3))
     return out
 
 
@@ -218,17 +255,17 @@ def distributed(
 ) -> tuple[Result, list[Any]]:
     """Scenario b: one work item per (account, region, `per`), `--workers` Lambda workers."""
     catalog = GlueCatalog(org_table(f"s3://{org.bucket}/{org.prefix}"), _limits(args))
-    workers = _workers(args.workers, args.threads, org, catalog, settings, args.list_latency)
+    workers = _workers(org, catalog, settings, args)
     table = f"{settings.database}.{settings.table}"
 
-    def items() -> Iterator[dict[str, Any]]:
+    def items() -> Iterator[str]:
         for account, region, since, until in slices(org, per):
             folder = f"{org.prefix}AWSLogs/{account}/vpcflowlogs/{region}/"
-            yield {"v": 1, "table": table, "bucket": org.bucket, "folder": folder,
-                   "since": since.isoformat(), "until": until.isoformat()}  # fmt: skip
+            yield json.dumps({"v": 1, "table": table, "bucket": org.bucket, "folder": folder,
+                              "since": since.isoformat(), "until": until.isoformat()})  # fmt: skip
 
-    def run(worker: Worker, item: dict[str, Any]) -> None:
-        run_item(worker.partitioner, worker.s3, item, EPOCH + worker.clock.now)
+    def run(worker: Worker, body: str) -> None:
+        run_item(worker.partitioner, worker.s3, parse_body(body), EPOCH + worker.clock.now)
 
     traces = _fleet(workers, items(), run, args.item_overhead)
     return _fleet_result(
@@ -239,23 +276,34 @@ def distributed(
 def inventory(org: Organisation, args: argparse.Namespace, settings: Settings) -> tuple[Result, list[Any]]:
     """Scenario c: one work item per inventory data file (`--rows-per-file` rows), no listing."""
     catalog = GlueCatalog(org_table(f"s3://{org.bucket}/{org.prefix}"), _limits(args))
-    workers = _workers(args.workers, args.threads, org, catalog, settings, args.list_latency)
+    workers = _workers(org, catalog, settings, args)
 
-    def files() -> Iterator[list[str]]:
-        # Rows made up before the clock starts: their making is not the reader's work.
-        batch: list[str] = []
-        for key in org.all_keys():
-            batch.append(f'"{org.bucket}","{key}","1024"')
-            if len(batch) == args.rows_per_file:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+    table = f"{settings.database}.{settings.table}"
 
-    def run(worker: Worker, lines: list[str]) -> None:
-        # GetObject of the data file: a round trip, then its bytes at --read-throughput.
-        worker.clock.add(args.get_latency + len(lines) * args.row_bytes / args.read_throughput, "get")
-        run_inventory_file(worker.partitioner, lines, EPOCH + worker.clock.now)
+    def files() -> Iterator[str]:
+        # Each data file (gzip-compressed CSV: Bucket, Key, Size) is made before its item
+        # starts and the stand-in serves it: its making is not the reader's work.
+        rows: list[str] = []
+        number = 0
+        for n, key in enumerate(org.all_keys(), start=1):
+            rows.append(f'"{org.bucket}","{quote_plus(key, safe="/")}","1024"\n')
+            if n % args.rows_per_file == 0:
+                yield _publish(rows, number)
+                rows, number = [], number + 1
+        if rows:
+            yield _publish(rows, number)
+
+    def _publish(rows: list[str], number: int) -> str:
+        key = f"inventory/{org.bucket}/data/{number:06d}.csv.gz"
+        S3View.files[(INVENTORY_BUCKET, key)] = gzip.compress("".join(rows).encode(), compresslevel=1)
+        inventory = {"bucket": INVENTORY_BUCKET, "key": key, "format": "CSV", "schema": "Bucket, Key, Size"}
+        return json.dumps({"v": 1, "table": table, "inventory": inventory})
+
+    def run(worker: Worker, body: str) -> None:
+        try:
+            run_item(worker.partitioner, worker.s3, parse_body(body), EPOCH + worker.clock.now)
+        finally:
+            S3View.files.pop((INVENTORY_BUCKET, json.loads(body)["inventory"]["key"]), None)
 
     traces = _fleet(workers, files(), run, args.item_overhead)
     result = _fleet_result("c. inventory, one data file an item", org, workers, catalog, traces)
@@ -385,6 +433,9 @@ def main(argv: list[str] | None = None) -> None:
         "--inventory-sample-accounts", type=int, default=1, help="accounts run with the real code (c)"
     )
     parser.add_argument(
+        "--inventory-sample-regions", type=int, default=5, help="of their regions, run with the real code (c)"
+    )
+    parser.add_argument(
         "--full", action="store_true", help="run the whole organisation with the real code (hours)"
     )
     parser.add_argument("--scenarios", default="abc")
@@ -403,7 +454,6 @@ def main(argv: list[str] | None = None) -> None:
         "--item-overhead", type=float, default=0.05, help="seconds a work item spends in SQS + Lambda"
     )
     parser.add_argument("--rows-per-file", type=int, default=250_000, help="rows an inventory data file")
-    parser.add_argument("--row-bytes", type=float, default=40.0, help="bytes a row, compressed")
     parser.add_argument(
         "--read-throughput", type=float, default=50e6, help="bytes a second a GetObject reads"
     )
@@ -460,10 +510,12 @@ def main(argv: list[str] | None = None) -> None:
                 scaled.append(r)
     if "c" in args.scenarios:
         inv_n = args.accounts if args.full else min(args.inventory_sample_accounts, args.accounts)
-        inv_sample = Organisation.of(inv_n, args.regions, first, args.days, files=args.files_per_day)
+        inv_r = args.regions if args.full else min(args.inventory_sample_regions, args.regions)
+        inv_sample = Organisation.of(inv_n, inv_r, first, args.days, files=args.files_per_day)
         c, traces_c = inventory(inv_sample, args, settings)
+        c.how = f"measured: {inv_n} account(s) x {inv_r} regions"
         measured.append(c)
-        inv_factor = len(full.accounts) / inv_n
+        inv_factor = full.leaf_folders / inv_sample.leaf_folders
         if inv_factor != 1:
             items = -(-full.objects // args.rows_per_file)
             # The sample's last file is short: replay full files only.

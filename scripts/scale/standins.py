@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import calendar
 import copy
+import io
 import itertools
 import threading
 import time
@@ -32,7 +33,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
 
@@ -367,12 +368,26 @@ def _error(code: str, message: str, status: int = 400) -> ClientError:
 
 
 class S3View:
-    """One worker's S3 client: ListObjectsV2 over the organisation, `latency` charged a call."""
+    """One worker's S3 client: ListObjectsV2 over the organisation, `latency` charged a call;
+    GetObject of the files put in `S3View.files` (inventory data files), `get_latency` and
+    their bytes at `throughput` charged."""
 
-    def __init__(self, org: Organisation, clock: VirtualClock, latency: float = 0.02) -> None:
+    files: ClassVar[dict[tuple[str, str], bytes]] = {}
+
+    def __init__(
+        self,
+        org: Organisation,
+        clock: VirtualClock,
+        latency: float = 0.02,
+        get_latency: float = 0.02,
+        throughput: float = 50e6,
+    ) -> None:
         self.org = org
         self.clock = clock
         self.latency = latency
+        self.get_latency = get_latency
+        self.throughput = throughput
+        self.gets = 0
         self.calls = 0
         self._pages: dict[str, float] = {}  # continuation token -> when its page arrived
         self._lock = threading.Lock()
@@ -383,6 +398,14 @@ class S3View:
             return self._list(kwargs)
         finally:
             HARNESS.add(time.thread_time() - started)
+
+    def get_object(self, Bucket: str, Key: str, **_: Any) -> dict[str, Any]:
+        data = self.files.get((Bucket, Key))
+        if data is None:
+            raise _error("NoSuchKey", "The specified key does not exist.", 404)
+        self.gets += 1
+        self.clock.serial(self.get_latency + len(data) / self.throughput, "get")
+        return {"Body": io.BytesIO(data), "ContentLength": len(data)}
 
     def _list(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         response = self.org.list_objects_v2(**kwargs)

@@ -3,6 +3,7 @@ real walk would (scripts/scale/standins.py, used by `make bench-scale`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from typing import Any
 
@@ -50,6 +51,21 @@ def test_the_walk_over_the_standin_finds_what_it_finds_over_a_moto_bucket(
     folders = sorted(m.id for m in simulated.messages())
     assert folders == real_folders
     assert len(folders) == org.leaf_folders == 16
+    assert simulated.list_calls == real.list_calls
+
+
+def test_a_month_slice_walks_the_same_over_the_standin_as_over_moto(aws_env: None) -> None:
+    # What the distributed scenario runs a work item as: a walk from one region folder.
+    org = _org()
+    table = Scheme.from_table(org_table(f"s3://{org.bucket}/"))
+    start = dataclasses.replace(table, prefix=f"AWSLogs/{org.accounts[1]}/vpcflowlogs/{org.regions[0]}/")
+    december = DateRange(date(2023, 12, 1), date(2023, 12, 31))
+    with mock_aws():
+        real = FolderWalk(_moto_bucket(org), start, december, workers=1)
+        real_folders = sorted(m.id for m in real.messages())
+    simulated = FolderWalk(S3View(org, VirtualClock(16)), start, december, workers=1)
+    assert sorted(m.id for m in simulated.messages()) == real_folders
+    assert [f.rsplit("/", 2)[1] for f in real_folders] == ["30", "31"]
     assert simulated.list_calls == real.list_calls
 
 
