@@ -11,7 +11,7 @@ PYTEST_WORKERS ?= 2
 
 NODE_STAMP := node_modules/.installed
 
-.PHONY: venv test lint typecheck demo bench mutate mutate-quick precompile package deploy clean
+.PHONY: venv test lint typecheck demo bench bench-scale mutate mutate-quick precompile package deploy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ demo: $(DEMO_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
+
+# An organisation's backfill, simulated (docs/SCALE.md): 1,000 accounts x 20 regions x 3 years;
+# the real walk and pipeline run on a sample, the rest is replayed (~5 minutes on 2 cores).
+# SCALE_ARGS="--sample-accounts 50" for a larger sample, "--full" to run it all (hours), --help.
+SCALE_ARGS ?=
+bench-scale: $(STAMP)
+	$(BIN)/python scripts/bench_scale.py $(SCALE_ARGS)
 
 $(MUTATE_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,mutate]"

@@ -483,6 +483,9 @@ def main() -> None:
         f"the same walk with 20 ms per ListObjectsV2 round trip: {seconds[1]} s listing one call at a time, "
         f"{seconds[16]} s with the walk's 16 threads"
     )
+    console.print(
+        "an organisation (1,000 accounts x 20 regions x 3 years), simulated: make bench-scale (docs/SCALE.md)"
+    )
 
 
 if __name__ == "__main__":
