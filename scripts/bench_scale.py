@@ -25,11 +25,9 @@ the shared write rate at their simulated time).
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import gzip
 import heapq
-import io
 import json
 import os
 import sys
@@ -39,7 +37,7 @@ from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus, unquote_plus
+from urllib.parse import quote_plus
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -58,8 +56,8 @@ os.environ.update(
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
+from vpcflow_partitioner.backfill import parse_body, run_item  # noqa: E402  (what on_backfill runs)
 from vpcflow_partitioner.config import Settings  # noqa: E402
-from vpcflow_partitioner.envelopes import Message, ObjectRef  # noqa: E402
 from vpcflow_partitioner.pipeline import Partitioner  # noqa: E402
 from vpcflow_partitioner.sources import DateRange, FolderWalk  # noqa: E402
 
@@ -78,69 +76,6 @@ from scripts.scale.standins import (  # noqa: E402
 INVENTORY_BUCKET = "org-inventory"
 EPOCH = 1_800_000_000.0  # simulated time 0, as the `now` the pipeline is given
 GLUE_PARTITIONS_PER_TABLE = 10_000_000  # Glue quota "Number of partitions per table" (default)
-
-
-# --- what the distributed and inventory helpers are writing (issue 13 point 3) -------------
-# Stand-ins with the signatures of vpcflow_partitioner.backfill's parse_body and run_item (in
-# /work/wt-distributed; run_item reads inventory files through vpcflow_partitioner.inventory).
-# At merge, replace the line `parse_body, run_item = _parse_body, _run_item` below by:
-#     from vpcflow_partitioner.backfill import parse_body, run_item
-@dataclasses.dataclass(frozen=True)
-class _InventoryFile:
-    bucket: str
-    key: str
-    format: str
-    schema: str
-
-
-@dataclasses.dataclass(frozen=True)
-class _WorkItem:
-    table: str
-    bucket: str = ""
-    folder: str = ""
-    since: date | None = None
-    until: date | None = None
-    inventory: _InventoryFile | None = None
-
-    @property
-    def dates(self) -> DateRange:
-        return DateRange(self.since, self.until)
-
-
-def _parse_body(text: str) -> _WorkItem:
-    """A work item from its message body (the v1 JSON of /work/issue13/CONTRACT.md)."""
-    body: dict[str, Any] = json.loads(text)
-    assert body.pop("v") == 1
-    for name in ("since", "until"):
-        if name in body:
-            body[name] = date.fromisoformat(body[name])
-    if "inventory" in body:
-        body["inventory"] = _InventoryFile(**body["inventory"])
-    return _WorkItem(**body)
-
-
-def _run_item(partitioner: Partitioner, s3: Any, item: _WorkItem, now: float) -> Any:
-    """Walk the item's slice (or read its inventory file), then the pipeline asking Glue."""
-    scheme = partitioner.scheme(now)
-    if item.inventory is not None:
-        inv = item.inventory
-        data = gzip.GzipFile(fileobj=s3.get_object(Bucket=inv.bucket, Key=inv.key)["Body"])
-        first: dict[str, str] = {}
-        for bucket, key, *_ in csv.reader(io.TextIOWrapper(data, encoding="utf-8", newline="")):
-            key = unquote_plus(key)  # CSV inventory keys are URL-encoded
-            folder = key[: key.rfind("/") + 1]
-            if bucket == scheme.bucket and (folder not in first or key < first[folder]):
-                first[folder] = key
-        messages = [
-            Message(f"s3://{scheme.bucket}/{f}", (ObjectRef(scheme.bucket, k),)) for f, k in first.items()
-        ]
-        return partitioner.run(messages, now, use_cache=False)
-    start = dataclasses.replace(scheme, prefix=item.folder)  # FolderWalk(start=...) to come
-    return partitioner.run(list(FolderWalk(s3, start, item.dates).messages()), now, use_cache=False)
-
-
-parse_body, run_item = _parse_body, _run_item
-# --------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass

@@ -203,14 +203,29 @@ def months(since: date, until: date) -> list[tuple[date, date]]:
     return out
 
 
+def calendar_years(since: date, until: date) -> list[tuple[date, date]]:
+    """The calendar years from `since` to `until`, each clipped to them (inclusive bounds)."""
+    return [
+        (max(date(year, 1, 1), since), min(date(year, 12, 31), until))
+        for year in range(since.year, until.year + 1)
+    ]
+
+
+# How a region folder's range is cut: a month a work item (the default: small retries), or a
+# year (a twelfth of the items, and each BatchCreatePartition carries ~100 partitions instead
+# of a month's ~30: docs/SCALE.md measures the difference).
+SLICES = {"month": months, "year": calendar_years}
+
+
 def plan(
     table: str,
     bucket: str,
     regions: Iterable[RegionFolder],
     dates: DateRange,
     years: Mapping[str, Sequence[int]] | None = None,
+    per: str = "month",
 ) -> list[WorkItem]:
-    """One work item per region folder and month of the range, clipped to it.
+    """One work item per region folder and month (or year) of the range, clipped to it.
 
     An open end of the range is closed by the region's own year folders (`years`: folder ->
     the years listed below it): from January of its first year, to December of its last.
@@ -229,7 +244,7 @@ def plan(
             since = since or date(listed[0], 1, 1)
             until = until or date(listed[-1], 12, 31)
         wanted = set(years.get(folder, ())) if years is not None else None
-        for first, last in months(since, until) if since <= until else []:
+        for first, last in SLICES[per](since, until) if since <= until else []:
             if wanted is not None and first.year not in wanted:
                 continue  # a year with no folder in this region: nothing to walk
             items.append(WorkItem(table, bucket, folder, first, last))

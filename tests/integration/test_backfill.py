@@ -545,3 +545,26 @@ def test_the_report_says_when_it_was_made(org: tuple[str, str], capsys: pytest.C
     captured = capsys.readouterr()
     assert cli_json(captured.out)["inventory_created"] == "2024-03-01T00:00:00+00:00"
     assert "objects written since are not in it; `backfill --since 2024-03-01` covers them" in captured.err
+
+
+def test_year_slices_send_a_twelfth_of_the_items_and_cover_the_same_partitions(
+    org: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue, _ = org
+    argv = [
+        "backfill",
+        "--distributed",
+        "--queue-url",
+        queue,
+        "--since",
+        "2024-01-01",
+        "--until",
+        "2024-12-31",
+    ]
+    assert main([*argv, "--dry-run", "--json"]) == 3
+    assert cli_json(capsys.readouterr().out)["work_items"] == 4 * 12
+    assert main([*argv, "--slice", "year", "--no-wait", "--json"]) == 0
+    assert cli_json(capsys.readouterr().out)["work_items"] == 4
+    EventSourceMapping(queue).drain()
+    assert set(partitions(glue())) == every_partition()
+    assert main(["backfill", "--slice", "year"]) == 2  # a slice of what? only the fleet slices

@@ -46,6 +46,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .. import aws, backfill
+from ..backfill import SLICES
 from ..catalog import CREATED, EXISTS
 from ..config import Connection, Settings, SettingsError
 from ..envelopes import Message
@@ -377,6 +378,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="read the queues (BackfillQueueUrl, BackfillDlqUrl) and the table from this stack's Outputs",
     )
     fleet.add_argument("--queue-url", default="", help="the backfill queue (default: the stack's)")
+    fleet.add_argument(
+        "--slice",
+        choices=sorted(SLICES),
+        default="month",
+        help="one work item per account, region and month (default), or year: a twelfth of the items "
+        "and fuller Glue writes, for an organisation's years (docs/SCALE.md)",
+    )
     fleet.add_argument(
         "--dlq-url",
         default="",
@@ -951,6 +959,8 @@ def _backfill(args: argparse.Namespace, out: Console, err: Console) -> int:
             raise UsageError(f"--{flag.replace('_', '-')} needs --distributed")
     if args.wait is not None:
         raise UsageError("--wait and --no-wait need --distributed")
+    if args.slice != "month":
+        raise UsageError("--slice needs --distributed")
     settings = _settings(args)
     s3 = _client(settings, "s3")
     if args.inventory is not None:
@@ -1109,7 +1119,7 @@ def _plan_slices(
                     strict=True,
                 )
             )
-    return backfill.plan(table, scheme.bucket, regions, dates, years), walk
+    return backfill.plan(table, scheme.bucket, regions, dates, years, args.slice), walk
 
 
 def _print_plan(
