@@ -638,17 +638,16 @@ function roleResources(p) {
   } else {
     created.push({ Sid: 'OnFailureDestination', Effect: 'Allow', Action: 'sqs:SendMessage', Resource: getAtt('EventsDeadLetterQueue') });
   }
-  const schedule = [
-    logs(`${p.prefix}-on-schedule`),
+  // The sweep's calls: it asks Glue, never the cache, and walks the table's date folders (no
+  // function ever reads a flow log's object). The distributed backfill makes the same calls.
+  const walkAndCreate = [
     {
-      // The sweep asks Glue, never the cache.
       Sid: 'GlueTablePartitions',
       Effect: 'Allow',
       Action: ['glue:BatchCreatePartition', 'glue:BatchGetPartition', 'glue:GetPartitions', 'glue:GetTable'],
       Resource: glueResources,
     },
     {
-      // It walks the table's date folders; no function ever reads an object.
       Sid: 'ListTableFolders',
       Effect: 'Allow',
       Action: 's3:ListBucket',
@@ -656,6 +655,7 @@ function roleResources(p) {
       Condition: { StringLike: { 's3:prefix': [`${p.keyPrefix}*`] } },
     },
   ];
+  const schedule = [logs(`${p.prefix}-on-schedule`), ...walkAndCreate];
   if (p.cacheOn) {
     // The sweep never reads the cache; it marks what it created or found, so that the event
     // function need not ask Glue for those partitions again.
@@ -665,19 +665,7 @@ function roleResources(p) {
   // pipeline, asking Glue and marking the cache as the sweep does), or one S3 Inventory file.
   const backfill = [
     logs(`${p.prefix}-on-backfill`),
-    {
-      Sid: 'GlueTablePartitions',
-      Effect: 'Allow',
-      Action: ['glue:BatchCreatePartition', 'glue:BatchGetPartition', 'glue:GetPartitions', 'glue:GetTable'],
-      Resource: glueResources,
-    },
-    {
-      Sid: 'ListTableFolders',
-      Effect: 'Allow',
-      Action: 's3:ListBucket',
-      Resource: sub(`arn:\${AWS::Partition}:s3:::${p.sourceBucket}`),
-      Condition: { StringLike: { 's3:prefix': [`${p.keyPrefix}*`] } },
-    },
+    ...walkAndCreate,
     {
       Sid: 'BackfillQueue',
       Effect: 'Allow',

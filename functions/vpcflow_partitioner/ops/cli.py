@@ -370,7 +370,8 @@ def _build_parser() -> argparse.ArgumentParser:
     fleet.add_argument(
         "--distributed",
         action="store_true",
-        help="send one work item per account, region and month to the backfill queue instead of walking here",
+        help="send one work item per table, account, region and month (or --slice year) to the backfill "
+        "queue instead of walking here",
     )
     fleet.add_argument(
         "--stack",
