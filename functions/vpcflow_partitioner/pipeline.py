@@ -200,6 +200,14 @@ class Partitioner:
                 partition_keys=list(scheme.key_names),
                 version=scheme.version,
             )
+            if not scheme.file_suffix:
+                # Neither a text nor a Parquet table: it takes both kinds of flow-log file, also
+                # those a twin over the same Location takes (and it may read neither).
+                logger.warning(
+                    "table format unknown: it takes .log.gz and .log.parquet files",
+                    table=str(scheme.table),
+                    input_format=scheme.storage_descriptor.get("InputFormat", ""),
+                )
         return scheme
 
     def _fresh(self, now: float) -> Scheme:

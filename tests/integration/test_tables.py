@@ -337,3 +337,18 @@ def test_a_stacks_tables_win_over_the_shells_one_table() -> None:
     shell = {"GLUE_DATABASE": "mine", "GLUE_TABLE": "scratch"}
     settings = Settings.from_env(shell, GLUE_TABLES=f"{DATABASE}.a,{DATABASE}.b")
     assert [str(n) for n in settings.table_names] == [f"{DATABASE}.a", f"{DATABASE}.b"]
+
+
+def test_a_table_of_an_unknown_format_takes_both_files_and_says_so(
+    mocked: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    create_table(glue(), table="custom")
+    change_table(
+        glue(), DATABASE, "custom", {"InputFormat": "com.example.ColumnarInputFormat", "SerdeInfo": {}}
+    )
+    monkeypatch.setenv("GLUE_TABLES", f"{DATABASE}.custom")
+    handlers.on_object_created(sqs_event(s3_body(flow_key("2022-08-29")), s3_body(parquet_key("2022-08-30"))))
+    assert set(partitions(glue(), table="custom")) == {("2022-08-29",), ("2022-08-30",)}
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "table format unknown: it takes .log.gz and .log.parquet files"
+    ]
