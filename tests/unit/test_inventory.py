@@ -169,7 +169,7 @@ def test_daily_files_under_an_hourly_table_are_their_own_message() -> None:
     ]
 
 
-def test_dates_are_checked_at_the_leaf_but_not_at_or_above_the_location() -> None:
+def test_dates_are_checked_at_the_leaf_and_not_above_it() -> None:
     keys = [f"{PLAIN}2024/03/{d:02d}/f.log.gz" for d in (9, 10, 11, 12)]
     objects = [(BUCKET, k) for k in keys]
     dates = DateRange(date(2024, 3, 10), date(2024, 3, 11))
@@ -178,9 +178,10 @@ def test_dates_are_checked_at_the_leaf_but_not_at_or_above_the_location() -> Non
     # A monthly table admits its month folder whole, as the walk does.
     monthly = scheme(f"s3://{BUCKET}/{PLAIN}", ["year", "month"])
     assert [m.id for m in inventory_messages(objects, monthly, dates)] == [f"s3://{BUCKET}/{PLAIN}2024/03/"]
-    # A Location at a day folder is that day's leaf, whatever the range.
+    # A Location at a day folder is that day's leaf: in the range or not, as the walk's start.
     one_day = scheme(f"s3://{BUCKET}/{PLAIN}2024/03/09/", ["date"])
-    assert [m.objects[0].key for m in inventory_messages(objects, one_day, dates)] == keys[:1]
+    assert list(inventory_messages(objects, one_day, dates)) == []
+    assert [m.objects[0].key for m in inventory_messages(objects, one_day, DateRange())] == keys[:1]
 
 
 @given(st.lists(st.text(alphabet="ab/=+ %é€2Ff", max_size=12), min_size=1, max_size=6), st.booleans())
