@@ -50,7 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
 
 # An organisation's backfill, simulated (docs/SCALE.md): 1,000 accounts x 20 regions x 3 years;
-# the real walk and pipeline run on a sample, the rest is replayed (~5 minutes on 2 cores).
+# the real walk and pipeline run on a sample, the rest is replayed (~3 minutes on 2 cores).
 # SCALE_ARGS="--sample-accounts 50" for a larger sample, "--full" to run it all (hours), --help.
 SCALE_ARGS ?=
 bench-scale: $(STAMP)

@@ -32,7 +32,9 @@ const NUMBERS = [
   ['queueAgeAlarmSeconds', 60, 1209600],
   ['backfillConcurrency', 2, 1000], // SQS ScalingConfig.MaximumConcurrency: 2 to 1,000
   ['backfillTimeout', 1, 900], // Lambda: at most 900 s (the queue's visibility timeout is 6x)
-  ['backfillMemory', 128, 10240], // Lambda: 128 MB to 10,240 MB; CPU grows with it
+  // Lambda: 128 MB to 10,240 MB, CPU in proportion: "at 1,769 MB, a function has the equivalent
+  // of one vCPU" ("Configure Lambda function memory", Lambda guide).
+  ['backfillMemory', 128, 10240],
 ];
 const NAMES = [
   'sourceBucket', 'flowLogPrefix', 'tableLocation', 'glueDatabase', 'glueTable', 'glueCatalogId',
@@ -870,6 +872,8 @@ function outputs(p) {
   o.BackfillDlqUrl = { Ref: 'BackfillDeadLetterQueue' };
   o.BackfillDlqArn = getAtt('BackfillDeadLetterQueue');
   o.BackfillFunctionName = { Ref: 'OnBackfillLambdaFunction' };
+  // The one bucket on_backfill may read: `backfill --inventory --distributed` refuses a report elsewhere.
+  if (p.inventoryBucket) o.InventoryBucket = p.inventoryBucket;
   return Object.fromEntries(Object.entries(o).map(([name, value]) => [name, { Value: value }]));
 }
 
@@ -966,7 +970,7 @@ module.exports.backfillTimeout = async ({ resolveVariable }) => {
 
 module.exports.backfillMemory = async ({ resolveVariable }) => {
   const { p, problems } = await config(resolveVariable);
-  return problems.length ? 1024 : Number(p.backfillMemory);
+  return problems.length ? 1769 : Number(p.backfillMemory);
 };
 
 // One work item an invocation (a slice may take minutes); MaximumConcurrency is the throttle

@@ -493,11 +493,17 @@ def main(argv: list[str] | None = None) -> None:
             cells = [_minutes(replay(traces, items, args.workers, rated)[0]) for _, traces, items in replays]
             print(f"| {write_rate:g} | {read_rate:g} | " + " | ".join(cells) + " |")
     partitions = full.leaf_folders
+    share = partitions / GLUE_PARTITIONS_PER_TABLE
+    quota = (
+        f"is {share:.1f}x Glue's default per-table quota: split it (docs/SCALE.md)."
+        if share >= 0.8
+        else f"is {share:.1%} of Glue's default per-table quota."
+    )
     print(
         f"\nFloors for the whole organisation: {partitions:,} partitions need >= {-(-partitions // 100):,} "
         f"BatchCreatePartition calls (100 a call): {_minutes(partitions / 100 / args.write_rate)} at {args.write_rate:g}/s; "
-        f"15 minutes needs >= {partitions / 100 / 900:,.0f} calls/s sustained. One table of {partitions:,} partitions "
-        f"is {partitions / GLUE_PARTITIONS_PER_TABLE:.1f}x Glue's default per-table quota: split it (docs/SCALE.md)."
+        f"15 minutes needs >= {partitions / 100 / 900:,.2f} calls/s sustained. One table of {partitions:,} partitions "
+        + quota
     )
 
 

@@ -137,7 +137,7 @@ def _tables(env: Mapping[str, str], overrides: Mapping[str, str], catalog_id: st
     alone = overrides.get("GLUE_DATABASE", "").strip()
     if alone and not overrides.get("GLUE_TABLE", "").strip():
         # --database alone: the tables of that database.
-        names = tuple(n for n in names if n.database == alone)
+        names = tuple(n for n in names if n.database.lower() == alone.lower())
         if not names:
             raise SettingsError(f"--database {alone}: no table of GLUE_TABLES is in it")
     picked = overrides.get("GLUE_TABLE", "").strip()
@@ -152,8 +152,11 @@ def _tables(env: Mapping[str, str], overrides: Mapping[str, str], catalog_id: st
     if (
         database
         and table
-        and not overrides.get("GLUE_TABLES")  # a stack's tables, given outright: the shell's do not count
-        and not any(n.database == database and n.table == table for n in names)
+        # The environment's two namings only: a flag or a stack's tables given outright win.
+        and not any(overrides.get(k) for k in ("GLUE_TABLES", "GLUE_DATABASE", "GLUE_TABLE"))
+        and not any(
+            n.database.lower() == database.lower() and n.table.lower() == table.lower() for n in names
+        )
     ):
         # Two ways of naming the tables that disagree: refuse rather than pick one.
         raise SettingsError(

@@ -116,8 +116,16 @@ def _on_object_created(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.error("configuration error", error=str(exc))
         _publish(Report(counts=Counter(RecordsFailed=len(envelope.messages))), now)
         if envelope.kind == "batch":
-            return _batch_response(envelope, None, permanent=str(exc))
+            return _batch_response(envelope, None, "PermanentFailure", str(exc))
         raise
+    except TransientError as exc:
+        if envelope.kind != "batch":
+            raise  # the invoker's retry: SQS redelivers, S3 and EventBridge invoke again
+        # "Amazon S3 batch operations retries the operation if the Lambda function returns a
+        # TemporaryFailure response code" (Lambda guide, "Error handling and automatic retries").
+        logger.warning("no table could be read; the tasks are retried", error=str(exc))
+        _publish(Report(counts=Counter(RecordsFailed=len(envelope.messages))), now)
+        return _batch_response(envelope, None, "TemporaryFailure", str(exc))
     _publish(report, now)
     if envelope.kind == "sqs":
         return _sqs_response(report)
@@ -236,12 +244,15 @@ def _sqs_response(report: Report) -> dict[str, Any]:
     return {"batchItemFailures": [{"itemIdentifier": r.id} for r in report.failed]}
 
 
-def _batch_response(envelope: Envelope, report: Report | None, permanent: str = "") -> dict[str, Any]:
+def _batch_response(
+    envelope: Envelope, report: Report | None, failure: str = "", why: str = ""
+) -> dict[str, Any]:
+    """Each task's result from the report, or every task `failure` for `why` when there is none."""
     # AWS sends one task per invocation today; the schema allows a list, so answer every task.
     results = []
     for message in envelope.messages:
         if report is None:
-            code, text = "PermanentFailure", permanent
+            code, text = failure, why
         else:
             result = report.result(message.id)
             failure = "PermanentFailure" if result.permanent else "TemporaryFailure"

@@ -221,6 +221,22 @@ def inventory_messages(
         yield Message(f"s3://{scheme.bucket}/{folder}", (ObjectRef(scheme.bucket, first[folder]),))
 
 
+def least_per_folder(objects: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Of each folder's flow-log files, the least key of each file format: all `inventory_messages`
+    needs of them (it picks a folder's least key of the table's format), for reading a report
+    once for several tables."""
+    least: dict[tuple[str, str, bool], str] = {}
+    for bucket, key in objects:
+        cut = key.rfind("/") + 1
+        if not is_flow_log_name(key[cut:]):
+            continue
+        kind = (bucket, key[:cut], key.endswith(".log.parquet"))
+        known = least.get(kind)
+        if known is None or key < known:
+            least[kind] = key
+    return [(bucket, key) for (bucket, _, _), key in least.items()]
+
+
 def _place(parent: str, prefix: str, leaf_level: str, dates: DateRange) -> tuple[str, bool] | None:
     """The message folder of flow-log files lying directly in `parent` and whether it is a leaf
     (not a stray's), or None when the walk would not reach them."""

@@ -650,7 +650,9 @@ class Fleet:
                 plans, outcomes, counts = partitioner.unread(messages, str(exc), permanent), {}, Counter()
             decided.append(_Decided(partitioner.name, plans, outcomes, counts))
         if len(errors) == len(self.partitioners):
-            raise next((e for e in errors if isinstance(e, ConfigurationError)), errors[0])
+            # A configuration error only when retrying cannot help any table: a transient one
+            # anywhere is worth the retry (the tables that are fine by then get theirs).
+            raise next((e for e in errors if not isinstance(e, ConfigurationError)), errors[0])
         return _combine(messages, decided)
 
 
@@ -699,7 +701,7 @@ def _combine(messages: list[Message], decided: list[_Decided]) -> Report:
             ignored[f"notification {reason}"] += 1
             notes.append(f"ignored: {reason}")
         failed_in: set[str] = set()
-        permanent = False
+        permanent = transient = False
         for position, ref in enumerate(message.objects):
             taken = False
             skips: list[Skip] = []
@@ -716,11 +718,13 @@ def _combine(messages: list[Message], decided: list[_Decided]) -> Report:
                     if not is_collision(outcome):
                         failures.append(f"{label}{'/'.join(plan.values)}: {outcome}")
                         failed_in.add(part.name)
+                        transient = True
                         continue
                     why = f"{outcome}: another folder maps to the same partition values"
                 elif plan.outcome in (_FAILED, _MISCONFIGURED):
                     taken = True
                     permanent |= plan.outcome == _MISCONFIGURED
+                    transient |= plan.outcome == _FAILED
                     failures.append(f"{label}{ref.key}: {plan.reason}")
                     failed_in.add(part.name)
                     continue
@@ -751,7 +755,12 @@ def _combine(messages: list[Message], decided: list[_Decided]) -> Report:
         if failures:
             counts["RecordsFailed"] += 1
             report.results.append(
-                MessageResult(message.id, ok=False, notes=tuple(dict.fromkeys(failures)), permanent=permanent)
+                MessageResult(
+                    message.id,
+                    ok=False,
+                    notes=tuple(dict.fromkeys(failures)),
+                    permanent=permanent and not transient,  # retried while any table may recover
+                )
             )
             continue
         report.results.append(

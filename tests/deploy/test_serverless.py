@@ -984,7 +984,7 @@ def test_backfill_queue_dlq_mapping_and_role(packages: dict[str, Path], name: st
     else:
         assert reads == [] and actions(statements, "s3") == {"s3:ListBucket"}
     memory = of_type(t, "AWS::Lambda::Function")["OnBackfillLambdaFunction"]["Properties"]["MemorySize"]
-    assert memory == 1024  # CPU for decoding inventory files
+    assert memory == 1769  # one vCPU, for decoding inventory files
     assert actions(statements, "logs") == {"logs:CreateLogStream", "logs:PutLogEvents"}
     assert {a.split(":")[0] for s in statements for a in listed(s["Action"])} <= {
         "logs", "glue", "s3", "sqs", "dynamodb", "xray",

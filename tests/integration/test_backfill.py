@@ -568,3 +568,57 @@ def test_year_slices_send_a_twelfth_of_the_items_and_cover_the_same_partitions(
     EventSourceMapping(queue).drain()
     assert set(partitions(glue())) == every_partition()
     assert main(["backfill", "--slice", "year"]) == 2  # a slice of what? only the fleet slices
+
+
+def _stack(name: str, **outputs: str) -> None:
+    template = json.loads(json.dumps(TEMPLATE))
+    template["Outputs"] |= {key: {"Value": value} for key, value in outputs.items()}
+    aws.client("cloudformation", "", "us-east-1").create_stack(
+        StackName=name, TemplateBody=json.dumps(template)
+    )
+
+
+def test_a_database_flag_picks_among_a_stacks_tables(
+    org: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("GLUE_DATABASE")
+    monkeypatch.delenv("GLUE_TABLE")
+    glue().create_database(DatabaseInput={"Name": "other"})
+    create_table(glue(), f"s3://{BUCKET}/AWSLogs/", MULTI_KEYS, database="other", table="org")
+    _stack("partitioner", GlueTables=f"{DATABASE}.{TABLE},other.org")
+    argv = ["backfill", "--distributed", "--stack", "partitioner", *RANGE, "--dry-run", "--json"]
+    assert main([*argv, "--database", "other"]) == 3
+    plan = cli_json(capsys.readouterr().out)
+    assert plan["tables"] == ["other.org"] and {i["table"] for i in plan["items"]} == {"other.org"}
+    assert main([*argv, "--table", TABLE]) == 3
+    assert cli_json(capsys.readouterr().out)["tables"] == [f"{DATABASE}.{TABLE}"]
+    assert main(argv) == 3
+    assert cli_json(capsys.readouterr().out)["tables"] == [f"{DATABASE}.{TABLE}", "other.org"]
+
+
+def test_an_inventory_the_function_may_not_read_is_refused_before_sending(
+    org: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = publish_inventory("CSV")  # its data files are in INVENTORY
+    _stack("partitioner", InventoryBucket=BUCKET)  # the function may read the source bucket only
+    argv = ["backfill", "--distributed", "--stack", "partitioner", "--inventory", manifest, "--no-wait"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--param=inventoryBucket={INVENTORY}" in err and len(err.strip().splitlines()) == 1
+    assert depth(sqs().get_queue_url(QueueName="stack-backfill")["QueueUrl"]) == 0
+    assert main([*argv, "--slice", "year"]) == 2  # an inventory is cut by its files
+
+
+def test_an_inventory_plan_shows_its_data_files(
+    org: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue, _ = org
+    manifest = publish_inventory("CSV", files=2)
+    assert (
+        main(["backfill", "--distributed", "--queue-url", queue, "--inventory", manifest, "--dry-run"]) == 3
+    )
+    out = capsys.readouterr().out
+    assert "s3:///" not in out and "None" not in out
+    assert "plan: would send 2 work items (inventory data files, 0 list calls)" in out
+    argv = ["backfill", "--distributed", "--queue-url", queue, "--replay-dlq", "--slice", "year"]
+    assert main(argv) == 2

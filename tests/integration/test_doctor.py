@@ -1347,5 +1347,19 @@ def test_partition_quota_stops_at_its_list_call_budget(env: None, monkeypatch: p
     from vpcflow_partitioner.ops import doctor as module
 
     monkeypatch.setattr(module, "QUOTA_LIST_CALLS", 3)  # a bucket root over thousands of folders
-    detail = _quota_table(days=400, hourly=False).detail
-    assert detail.startswith("at least ") and "account-region" in detail
+    finding = _quota_table(days=400, hourly=False)
+    assert finding.state == "warn" and "were not all counted within 3 list calls" in finding.detail
+    assert "%" not in finding.detail  # no projection from folders it did not see
+
+
+def test_partition_quota_warns_when_the_count_stopped_past_the_projection(
+    env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vpcflow_partitioner.ops import doctor as module
+
+    monkeypatch.setattr(module, "INDEX_ADVICE_PARTITIONS", 200)  # the count stops at 201
+    finding = _quota_table(days=1, hourly=False, held=250)
+    assert (
+        finding.state == "warn" and "holds more than 200 already (the count stopped there)" in finding.detail
+    )
+    assert "%" not in finding.detail  # no share of the quota from a count that stopped

@@ -352,3 +352,33 @@ def test_a_table_of_an_unknown_format_takes_both_files_and_says_so(
     assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
         "table format unknown: it takes .log.gz and .log.parquet files"
     ]
+
+
+def test_a_task_one_table_fails_transiently_is_retried_though_another_is_misconfigured(
+    two: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers import load_event
+
+    monkeypatch.setenv("TABLE_REFRESH_SECONDS", "0")
+    handlers.reset()
+    handlers.on_object_created(json.loads(s3_body(flow_key("2022-08-01"))))  # both tables known
+    glue().delete_table(DatabaseName=DATABASE, Name="regional")  # misconfigured now
+    inject_error(glue(), "BatchCreatePartition", "InternalServiceException", status=500)  # org: transient
+    event = load_event("batch_operations_v2.json")
+    results = [r["resultCode"] for r in handlers.on_object_created(event)["results"]]
+    # The org table may recover: S3 Batch Operations must try again, not give up.
+    assert results == ["TemporaryFailure", "TemporaryFailure"]
+
+
+def test_a_throttled_table_read_answers_batch_operations_tasks_temporary(
+    mocked: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers import load_event
+
+    monkeypatch.setenv("GLUE_DATABASE", DATABASE)
+    monkeypatch.setenv("GLUE_TABLE", "regional")
+    create_table(glue(), table="regional")
+    inject_error(glue(), "GetTable", "ThrottlingException")
+    response = handlers.on_object_created(load_event("batch_operations_v2.json"))
+    # A raise would fail the invocation; TemporaryFailure is the code S3 Batch Operations retries.
+    assert [r["resultCode"] for r in response["results"]] == ["TemporaryFailure", "TemporaryFailure"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from vpcflow_partitioner.inventory import inventory_messages
+from vpcflow_partitioner.inventory import inventory_messages, least_per_folder
 from vpcflow_partitioner.scheme import Scheme
 from vpcflow_partitioner.sources import DateRange, FolderWalk
 
@@ -123,5 +123,8 @@ def test_inventory_messages_equal_the_walks(
     scheme = table(f"s3://{BUCKET}/{ancestors[min(depth, len(ancestors) - 1)]}", kind, hourly, file_format)
     dates = DateRange(since, until)
     walked = sorted(FolderWalk(ListingS3(stored), scheme, dates, workers=1).messages(), key=lambda m: m.id)
-    inventoried = list(inventory_messages([(BUCKET, k) for k in stored] + [("other", key)], scheme, dates))
+    rows = [(BUCKET, k) for k in stored] + [("other", key)]
+    inventoried = list(inventory_messages(rows, scheme, dates))
     assert inventoried == walked
+    # A report read once for several tables: each folder's least key of each format is enough.
+    assert list(inventory_messages(least_per_folder(rows), scheme, dates)) == walked

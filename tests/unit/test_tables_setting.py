@@ -82,3 +82,12 @@ def test_a_database_flag_alone_picks_that_databases_tables() -> None:
     assert names(Settings.from_env(TWO, GLUE_DATABASE="org")) == ["111122223333:org.parquet"]
     with pytest.raises(SettingsError, match="no table of GLUE_TABLES"):
         Settings.from_env(TWO, GLUE_DATABASE="other")
+
+
+def test_a_database_flag_is_not_mixed_with_the_shells_one_table() -> None:
+    shell = TWO | {"GLUE_DATABASE": "flowlogs", "GLUE_TABLE": "text"}
+    assert names(Settings.from_env(shell, GLUE_DATABASE="org")) == ["111122223333:org.parquet"]
+    assert names(Settings.from_env(TWO | {"GLUE_DATABASE": "FlowLogs", "GLUE_TABLE": "TEXT"})) == [
+        "flowlogs.text",
+        "111122223333:org.parquet",
+    ]

@@ -65,7 +65,14 @@ from ..formats import (
     parse_format,
     view_sql,
 )
-from ..inventory import InventoryCounts, Manifest, inventory_messages, inventory_objects, read_manifest
+from ..inventory import (
+    InventoryCounts,
+    Manifest,
+    inventory_messages,
+    inventory_objects,
+    least_per_folder,
+    read_manifest,
+)
 from ..pipeline import CACHED, KNOWN, WOULD_CREATE, Fleet, Partitioner, Report, is_collision
 from ..scheme import ConfigurationError, PartitionSpec
 from ..sources import (
@@ -545,8 +552,9 @@ def _settings(args: argparse.Namespace, **overrides: str) -> Settings:
 
 def _stack_settings(args: argparse.Namespace, found: dict[str, str], where: Connection) -> Settings:
     """Settings for a command that reads a stack: flags first, then the stack's Outputs (its
-    GlueTables stand for its tables unless a flag names one), then the environment."""
-    stack_tables = found.get("tables", "") if not (args.database or args.table) else ""
+    GlueTables stand for its tables: --table or --database picks among them, both name a
+    table outright), then the environment."""
+    stack_tables = found.get("tables", "") if not (args.database and args.table) else ""
     return Settings.from_env(
         None,
         GLUE_DATABASE=args.database or ("" if stack_tables else found.get("database", "")),
@@ -996,6 +1004,10 @@ def _pause(seconds: float) -> None:
 
 
 def _distributed(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if args.slice != "month" and (args.inventory is not None or args.replay_dlq):
+        raise UsageError(
+            "--slice cuts a walk's dates: an inventory is cut by its data files, a replay not at all"
+        )
     if args.replay_dlq and (args.dry_run or args.since or args.until or args.inventory is not None):
         raise UsageError(
             "--replay-dlq moves the DLQ's work items as they are: no --dry-run, --since, --until or --inventory"
@@ -1010,6 +1022,7 @@ def _distributed(args: argparse.Namespace, out: Console, err: Console) -> int:
         return aws.client(service, where.endpoint_url, where.region, where.profile)
 
     queue_url, dlq_url, found = args.queue_url, args.dlq_url, {}
+    outputs: dict[str, str] | None = None
     if args.stack:
         outputs = checkup.read_stack(client("cloudformation"), args.stack).outputs
         found = checkup.target_from_outputs(outputs)
@@ -1039,6 +1052,16 @@ def _distributed(args: argparse.Namespace, out: Console, err: Console) -> int:
         fleet = _fleet(settings)
         if args.inventory is not None:
             manifest = _manifest(_client(settings, "s3"), args.inventory, fleet)
+            readable = (outputs or {}).get("InventoryBucket", "")
+            elsewhere = sorted({f.bucket for f in manifest.files} - {readable})
+            if outputs is not None and elsewhere:
+                # The function may read only the stack's inventoryBucket: every item would fail.
+                raise UsageError(
+                    f"{args.inventory} keeps its data files in {elsewhere[0]}, and stack {args.stack}'s "
+                    f"backfill function may read "
+                    + (f"only {readable}" if readable else "no inventory bucket")
+                    + f": deploy it with --param=inventoryBucket={elsewhere[0]}"
+                )
             if manifest.format != "CSV":
                 # The function's zip has no pyarrow (tens of MB): it reads CSV reports only.
                 raise UsageError(
@@ -1056,7 +1079,7 @@ def _distributed(args: argparse.Namespace, out: Console, err: Console) -> int:
             list_calls += walk.list_calls
         report |= {
             "tables": [str(n) for n in settings.table_names],
-            "region_folders": len({(item.table, item.folder) for item in items}),
+            "region_folders": len({(item.table, item.folder) for item in items if item.inventory is None}),
             "list_calls": list_calls,
             "work_items": len(items),
         }
@@ -1133,14 +1156,22 @@ def _print_plan(
     else:
         if items and len(items) <= 50:
             table = Table(title="backfill: work items it would send")
-            for column in ("folder", "since", "until"):
+            for column in ("table", "folder or inventory file", "since", "until"):
                 table.add_column(column, overflow="fold")
             for item in items:
-                table.add_row(escape(f"s3://{item.bucket}/{item.folder}"), str(item.since), str(item.until))
+                where = (
+                    f"s3://{item.inventory.bucket}/{item.inventory.key}"
+                    if item.inventory is not None
+                    else f"s3://{item.bucket}/{item.folder}"
+                )
+                table.add_row(
+                    escape(item.table), escape(where), str(item.since or "-"), str(item.until or "-")
+                )
             out.print(table)
+        cut = f"{report['region_folders']} region folders" if not args.inventory else "inventory data files"
         out.print(
             f"plan: would send {len(items)} work {_plural(len(items), 'item')} "
-            f"({report['region_folders']} region folders, {report['list_calls']} list calls)"
+            f"({cut}, {report['list_calls']} list calls)"
             if items
             else f"plan: nothing to do ({report['list_calls']} list calls)"
         )
@@ -1199,19 +1230,12 @@ def _backfill_inventory(
     read = InventoryCounts()
     totals = _Totals()
     folders = 0
+    with err.status("reading the inventory", spinner="dots") if err.is_terminal else contextlib.nullcontext():
+        # The rows are streamed (a report lists millions of objects); a folder's least key of
+        # each format is kept, all that any table's messages need: the report is read once.
+        objects = least_per_folder(inventory_objects(s3, manifest, read))
     for partitioner in fleet.partitioners:
-        # The rows are streamed (a report lists millions of objects); one message per folder is
-        # kept, as a walk keeps. Each table reads the report again.
-        counts = read if partitioner is fleet.partitioners[0] else None
-        with (
-            err.status("reading the inventory", spinner="dots")
-            if err.is_terminal
-            else contextlib.nullcontext()
-        ):
-            objects = inventory_objects(s3, manifest, counts)
-            messages = list(
-                inventory_messages(objects, partitioner.scheme(), DateRange(args.since, args.until))
-            )
+        messages = list(inventory_messages(objects, partitioner.scheme(), DateRange(args.since, args.until)))
         folders += len(messages)
         totals.add(partitioner.run(messages, now=time.time(), use_cache=False, dry_run=args.dry_run))
     if manifest.created is not None:

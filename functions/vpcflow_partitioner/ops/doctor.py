@@ -1492,6 +1492,18 @@ def check_partition_quota(s3: Any, glue: Any, facts: Facts) -> Finding:
     scheme = facts.scheme
     walk = FolderWalk(s3, scheme, max_list_calls=QUOTA_LIST_CALLS)
     regions = len(walk.region_folders())
+    if walk.truncated:
+        # The walk goes level by level: stopped, it may have reached no region folder at all.
+        return Finding(
+            "partition quota",
+            WARN,
+            f"the table's account-region folders were not all counted within {QUOTA_LIST_CALLS:,} list "
+            f"calls (more than ~{QUOTA_LIST_CALLS // 2:,} accounts): its projection is unknown, and an "
+            f"organisation that size passes Glue's {GLUE_PARTITIONS_PER_TABLE:,} partitions per table "
+            "within years",
+            "split the table, one per flow-log prefix or group of accounts, and name them in the "
+            "`tables` param (GLUE_TABLES) (docs/SCALE.md)",
+        )
     days = _expiration_days(s3, scheme.bucket, scheme.prefix)
     kept = days if days is not None else 365 * _FOREVER_YEARS
     per_day = {"hour": 24, "day": 1}.get(scheme.deepest_level, 1 / 30)
@@ -1510,16 +1522,25 @@ def check_partition_quota(s3: Any, glue: Any, facts: Facts) -> Finding:
         if days is not None
         else f"{_FOREVER_YEARS} years (no expiration rule)"
     )
-    at_least = "at least " if walk.truncated else ""
     detail = (
-        f"{at_least}{regions:,} account-region {_plural(regions, 'folder')} x {horizon}"
+        f"{regions:,} account-region {_plural(regions, 'folder')} x {horizon}"
         + (" x 24 hours" if per_day == 24 else "")
-        + f" = {at_least}{projected:,} partitions"
+        + f" = {projected:,} partitions"
     )
+    if held > INDEX_ADVICE_PARTITIONS and held > projected:
+        # Counted only so far: the table may be anywhere up to its quota. Say so, never a share.
+        return Finding(
+            "partition quota",
+            WARN,
+            f"{detail}, but the table holds more than {INDEX_ADVICE_PARTITIONS:,} already (the count "
+            "stopped there): partitions of expired objects stay until `audit --prune`; compare its "
+            f"count with Glue's {GLUE_PARTITIONS_PER_TABLE:,} per table",
+            f"aws glue get-partitions --database-name {scheme.table.database} --table-name "
+            f"{scheme.table.name}{_catalog_flag(scheme.table)} --query 'length(Partitions)'; then "
+            "`vpcflow-partitioner audit --prune`, or split the table (docs/SCALE.md)",
+        )
     if held > projected:
-        stopped = held > INDEX_ADVICE_PARTITIONS
-        shown = f"more than {INDEX_ADVICE_PARTITIONS:,}" if stopped else f"{held:,}"
-        detail += f"; the table holds {shown} already"
+        detail += f"; the table holds {held:,} already"
         projected = held
     detail += (
         f": {projected / GLUE_PARTITIONS_PER_TABLE:.0%} of Glue's {GLUE_PARTITIONS_PER_TABLE:,} per table"
