@@ -382,3 +382,16 @@ def test_a_throttled_table_read_answers_batch_operations_tasks_temporary(
     response = handlers.on_object_created(load_event("batch_operations_v2.json"))
     # A raise would fail the invocation; TemporaryFailure is the code S3 Batch Operations retries.
     assert [r["resultCode"] for r in response["results"]] == ["TemporaryFailure", "TemporaryFailure"]
+
+
+def test_init_creates_one_table_and_asks_which_of_several(
+    mocked: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vpcflow_partitioner.ops.cli import main
+
+    monkeypatch.setenv("GLUE_TABLES", f"{DATABASE}.text,{DATABASE}.parquet")
+    location = ["--location", f"s3://{BUCKET}/AWSLogs/{ACCOUNT}/vpcflowlogs/us-east-1/"]
+    assert main(["init", *location]) == 2
+    assert "pick one with --table" in capsys.readouterr().err
+    assert main(["init", *location, "--table", "parquet", "--file-format", "parquet"]) == 0
+    assert glue().get_table(DatabaseName=DATABASE, Name="parquet")["Table"]["Name"] == "parquet"

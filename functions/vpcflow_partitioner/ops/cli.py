@@ -595,6 +595,12 @@ def _confirmed(args: argparse.Namespace, err: Console, question: str, what: str)
 
 def _init(args: argparse.Namespace, out: Console, err: Console) -> int:
     settings = _settings(args)
+    if len(settings.table_names) > 1:
+        # One table a run: its Location, format and layout are this run's flags.
+        raise UsageError(
+            f"init creates one table; GLUE_TABLES names {len(settings.table_names)}: pick one with --table "
+            "(or --database and --table)"
+        )
     file_format = args.file_format or TEXT
     if args.from_object:
         fields, detected = read_object_fields(_client(settings, "s3"), args.from_object)
