@@ -47,6 +47,16 @@ class Partition:
     parameters: tuple[tuple[str, str], ...] = ()  # the partition's own Parameters, kept on update
 
 
+# What an operator does about a per-partition error a retry cannot fix.
+_HINTS = {
+    # Glue's quota of partitions per table (10,000,000 by default): no retry helps.
+    "ResourceNumberLimitExceededException": (
+        ": the table is at Glue's partitions-per-table quota: split it (docs/SCALE.md), prune old "
+        "partitions (`audit --prune`) or raise the quota"
+    ),
+}
+
+
 class Catalog:
     """One table in one catalog, through one Glue client."""
 
@@ -107,7 +117,7 @@ class Catalog:
                     unmatched.append(error)
                     continue
                 code = (error.get("ErrorDetail") or {}).get("ErrorCode", "UnknownError")
-                outcomes[spec] = EXISTS if code == "AlreadyExistsException" else code
+                outcomes[spec] = EXISTS if code == "AlreadyExistsException" else code + _HINTS.get(code, "")
                 if code != "AlreadyExistsException":
                     logger.warning(
                         "partition create failed",

@@ -17,6 +17,9 @@ _PERMANENT_CODES = {
     "InvalidInputException",
     "ValidationException",
     "NoSuchBucket",
+    # Glue: a quota (partitions per table, tables per database) is reached; it takes an
+    # operator (split the table, prune, raise the quota), not a retry.
+    "ResourceNumberLimitExceededException",
 }
 
 

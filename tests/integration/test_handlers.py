@@ -534,3 +534,34 @@ def test_the_plan_memory_keeps_its_older_plans_when_full(classic: None) -> None:
             partitioner.plan_object(scheme, BUCKET, key)
         assert len(partitioner._plans) == 100
         assert (BUCKET, folders[0].rpartition("/")[0], False) in partitioner._plans  # the first ones stay
+
+
+def test_a_table_at_its_partition_quota_says_how_to_get_out(classic: None) -> None:
+    from vpcflow_partitioner.scheme import ConfigurationError
+
+    def refuse(params: dict[str, Any], **_: Any) -> Any:
+        # Glue answers 200 with the entry in Errors (per-partition), or fails the whole call.
+        body = json.loads(params["body"])
+        return helpers.HttpResponse(), {
+            "Errors": [
+                {
+                    "PartitionValues": p["Values"],
+                    "ErrorDetail": {
+                        "ErrorCode": "ResourceNumberLimitExceededException",
+                        "ErrorMessage": "quota",
+                    },
+                }
+                for p in body["PartitionInputList"]
+            ],
+            "ResponseMetadata": {"HTTPStatusCode": 200},
+        }
+
+    client = glue()
+    client.meta.events.register_first("before-call.glue.BatchCreatePartition", refuse)
+    with pytest.raises(TransientError, match=r"partitions-per-table quota: split it \(docs/SCALE.md\)"):
+        handlers.on_object_created(json.loads(s3_body(flow_key("2022-08-01"))))
+    client.meta.events.unregister("before-call.glue.BatchCreatePartition", refuse)
+    inject_error(client, "BatchCreatePartition", "ResourceNumberLimitExceededException")
+    with pytest.raises(ConfigurationError, match="ResourceNumberLimitExceededException"):  # no retry helps
+        handlers.on_object_created(json.loads(s3_body(flow_key("2022-08-02"))))
+    assert partitions(client) == {}
