@@ -1255,6 +1255,13 @@ def test_doctor_checks_every_configured_table(
     assert states[f"{DATABASE}.not_created"]["table"] == "fail"
     assert main([*args, "--table", TABLE, "--output", "json"]) == 0  # --table picks one
     assert isinstance(json.loads(capsys.readouterr().out), list)
+    assert main(args) == 3
+    lines = capsys.readouterr().out.splitlines()
+    # The deployment's checks are said once; the second table's own lines follow.
+    assert sum("redrives to" in line for line in lines) == 1  # the queue check
+    second = lines[lines.index(next(x for x in lines if x.startswith(f"doctor {DATABASE}.{TABLE}:"))) + 1 :]
+    assert second[0].startswith("FAIL  table") and second[-1].startswith(f"doctor {DATABASE}.not_created:")
+    assert "as above)" in second[-1]
 
 
 def _quota_table(days: int | None, hourly: bool, held: int = 0) -> Any:

@@ -1582,13 +1582,20 @@ def _doctor(args: argparse.Namespace, out: Console, err: Console) -> int:
             document = {"tables": {name: [f.as_dict() for f in found] for name, found in results.items()}}
         out.print(json.dumps(document, indent=2), markup=False)
     else:
+        first: list[checkup.Finding] = []
         for one, findings in zip(targets, results.values(), strict=True):
+            # The deployment's own checks (stack, queue, alarms ...) read alike for every table:
+            # said once, under the first table.
+            shown = [f for f in findings if f not in first]
             width = max(len(f.check) for f in findings)
-            for finding in findings:
+            for finding in shown:
                 state = f"[{_STATE_STYLE[finding.state]}]{finding.state.upper():5}[/]"
                 fix = f" [bold]fix:[/] {escape(finding.fix)}" if finding.fix else ""
                 out.print(f"{state} {finding.check:{width}}  {escape(finding.detail)}{fix}")
-            out.print(f"doctor {escape(one.database)}.{escape(one.table)}: {checkup.summary(findings)}")
+            same = len(findings) - len(shown)
+            said = f" ({same} {_plural(same, 'check')} as above)" if same else ""
+            out.print(f"doctor {escape(one.database)}.{escape(one.table)}: {checkup.summary(findings)}{said}")
+            first = first or findings
     return max(checkup.exit_code(findings) for findings in results.values())
 
 
