@@ -157,6 +157,35 @@ def test_orc_and_parquet_reports_give_the_keys_as_they_are(
     assert (counts.data_files, counts.rows, counts.versions_skipped) == (1, 5, 2)
 
 
+@pytest.mark.parametrize(
+    ("form", "schema"),
+    [
+        ("ORC", "struct<bucket:string,key:string,size:bigint>"),
+        (
+            "Parquet",
+            "message s3.inventory { required binary bucket (UTF8); required binary key (UTF8); optional int64 size; }",
+        ),
+    ],
+)
+def test_a_columnar_report_of_current_versions_only_has_no_version_columns_to_read(
+    buckets: Any, form: str, schema: str
+) -> None:
+    # A report without "all versions" has no IsLatest or IsDeleteMarker: every row is a current object.
+    rows = [key for key, latest, marker in ROWS if latest and not marker]
+    table = pa.table(
+        {"bucket": [SOURCE] * len(rows), "key": rows, "size": pa.array([10] * len(rows), pa.int64())}
+    )
+    out = io.BytesIO()
+    if form == "ORC":
+        orc.write_table(table, out, compression="zlib")
+    else:
+        pq.write_table(table, out, compression="snappy")
+    manifest = read_manifest(buckets, publish(buckets, form, [out.getvalue()], schema))
+    counts = InventoryCounts()
+    assert set(inventory_objects(buckets, manifest, counts)) == LIVE
+    assert (counts.rows, counts.versions_skipped) == (3, 0)
+
+
 def test_a_data_file_changed_since_the_manifest_is_refused(buckets: Any) -> None:
     uri = publish(buckets, "CSV", [csv_body(ROWS, True)], CSV_SCHEMA)
     buckets.put_object(Bucket=DEST, Key=f"{REPORT}/data/file-0.csv.gz", Body=csv_body(ROWS[:1], True))

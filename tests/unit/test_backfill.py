@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import date
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
+from vpcflow_partitioner import backfill
 from vpcflow_partitioner.backfill import (
     InventoryFile,
     PlanError,
+    QueueProgress,
     WorkItem,
     WorkItemError,
     check_slicable,
+    dead_letter_queue,
     months,
     move_messages,
     parse_body,
     plan,
+    progress,
+    run_item,
+    run_records,
     send,
 )
 from vpcflow_partitioner.errors import TransientError
+from vpcflow_partitioner.pipeline import MessageResult, Report
+from vpcflow_partitioner.scheme import ConfigurationError, Scheme
 from vpcflow_partitioner.sources import DateRange, RegionFolder
 
 TABLE = "flowlogs.vpc_flow_logs"
@@ -224,3 +234,251 @@ def test_moving_the_dlq_deletes_only_what_was_sent_and_only_after_sending() -> N
     assert sorted(queues.target) == ["a", "b", "c"] and queues.dlq == {}
     # "b" was refused by the first send: it stayed in the DLQ and went with the next receive.
     assert queues.order == ["send", "delete", "send", "delete"]
+
+
+def test_a_one_day_item_and_an_inventory_item_with_an_md5_or_no_schema_go_through_unchanged() -> None:
+    one_day = WorkItem(TABLE, "b", EAST.folder, date(2024, 2, 29), date(2024, 2, 29))
+    assert parse_body(one_day.to_body()) == one_day
+    checked = WorkItem(TABLE, inventory=InventoryFile("inv", "data/f.csv.gz", "CSV", "", "0f" * 16))
+    assert json.loads(checked.to_body())["inventory"]["md5"] == "0f" * 16
+    assert parse_body(checked.to_body()) == checked
+
+
+def test_an_item_names_its_table_place_and_dates_open_or_not() -> None:
+    assert str(WorkItem(TABLE, "b", EAST.folder, until=date(2024, 2, 29))) == (
+        f"{TABLE} s3://b/{EAST.folder} .....2024-02-29"
+    )
+    inventory = InventoryFile("inv", "data/f.csv.gz", "CSV", "Bucket, Key")
+    assert str(WorkItem(TABLE, since=date(2024, 2, 1), inventory=inventory)) == (
+        f"{TABLE} inventory s3://inv/data/f.csv.gz 2024-02-01....."
+    )
+
+
+def test_a_body_is_quoted_whole_up_to_80_characters_and_cut_beyond() -> None:
+    with pytest.raises(WorkItemError) as whole:
+        parse_body("x" * 78)  # its repr, quotes included, is 80 characters
+    assert str(whole.value) == f"not JSON: '{'x' * 78}'"
+    with pytest.raises(WorkItemError) as cut:
+        parse_body("x" * 79)
+    assert str(cut.value) == f"not JSON: '{'x' * 76}..."
+
+
+def test_year_slices_are_clipped_to_the_range_and_end_with_it() -> None:
+    items = plan(TABLE, "b", [EAST], DateRange(date(2023, 3, 1), date(2024, 5, 31)), per="year")
+    assert [(i.since, i.until) for i in items] == [
+        (date(2023, 3, 1), date(2023, 12, 31)),
+        (date(2024, 1, 1), date(2024, 5, 31)),
+    ]
+
+
+def test_a_region_folder_without_years_listed_gets_no_item() -> None:
+    years = {EAST.folder: [2024]}  # WEST listed nothing
+    closed = plan(TABLE, "b", [EAST, WEST], DateRange(date(2024, 1, 1), date(2024, 1, 31)), years)
+    assert [(i.folder, i.since) for i in closed] == [(EAST.folder, date(2024, 1, 1))]
+    opened = plan(TABLE, "b", [EAST, WEST], DateRange(since=date(2024, 12, 1)), years)
+    assert [(i.folder, i.since) for i in opened] == [(EAST.folder, date(2024, 12, 1))]
+
+
+def test_the_refusals_of_a_plan_say_what_to_do_instead() -> None:
+    with pytest.raises(PlanError) as open_range:
+        plan(TABLE, "b", [EAST], DateRange(since=date(2024, 1, 1)))
+    assert str(open_range.value) == (
+        "an open date range needs the region folders' years listed (or --since and --until)"
+    )
+    with pytest.raises(PlanError) as coarse:
+        check_slicable("region", TABLE)
+    assert str(coarse.value) == (
+        f"table {TABLE} partitions by region folders, not by date: distributed slices are "
+        "one region's month; run `backfill` without --distributed"
+    )
+
+
+class Failing(FlakySqs):
+    """SendMessageBatch that refuses entry "1" with a message, or answers nothing at all."""
+
+    def __init__(self, times: int, silent: bool = False) -> None:
+        super().__init__(times)
+        self.silent = silent
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
+        if self.silent:
+            self.calls.append([e["Id"] for e in Entries])
+            return {}
+        response = super().send_message_batch(QueueUrl, Entries)
+        for failure in response["Failed"]:
+            failure["Message"] = "try later"
+        return response
+
+
+def test_send_waits_longer_after_each_refusal_and_says_why_it_gave_up() -> None:
+    waits: list[float] = []
+    items = [WorkItem(TABLE, "b", EAST.folder)] * 2
+    assert send(Failing(times=2), "url", items, sleep=waits.append) == 2
+    assert waits == [0.2, 0.4]
+    with pytest.raises(TransientError) as refused:
+        send(Failing(times=99), "url", items, sleep=lambda _: None)
+    assert str(refused.value) == (
+        "SQS SendMessageBatch url: 1 work items not sent (InternalError: try later); 1 sent before them"
+    )
+    with pytest.raises(TransientError, match=r"2 work items not sent \(no answer: \); 0 sent"):
+        send(Failing(times=0, silent=True), "url", items, sleep=lambda _: None)
+
+
+class BrokenSqs:
+    def send_message_batch(self, **_: Any) -> dict[str, Any]:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow"}}, "SendMessageBatch")
+
+
+def test_an_sqs_error_names_the_queue() -> None:
+    with pytest.raises(TransientError) as failed:
+        send(BrokenSqs(), "https://sqs/backfill", [WorkItem(TABLE, "b", EAST.folder)], sleep=lambda _: None)
+    assert str(failed.value) == "SQS https://sqs/backfill: ThrottlingException: slow"
+
+
+class Attributes:
+    """GetQueueAttributes answering only the attributes asked for, as SQS does; GetQueueUrl."""
+
+    def __init__(self, queues: dict[str, dict[str, str]]) -> None:
+        self.queues = queues
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def get_queue_attributes(self, QueueUrl: str, AttributeNames: list[str]) -> dict[str, Any]:
+        held = self.queues[QueueUrl]
+        return {"Attributes": {n: held[n] for n in AttributeNames if n in held}}
+
+    def get_queue_url(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("GetQueueUrl", kwargs))
+        return {"QueueUrl": f"https://sqs/{kwargs['QueueOwnerAWSAccountId']}/{kwargs['QueueName']}"}
+
+
+def test_progress_counts_waiting_delayed_in_flight_and_dead_apart() -> None:
+    sqs = Attributes(
+        {
+            "queue": {
+                "ApproximateNumberOfMessages": "5",
+                "ApproximateNumberOfMessagesNotVisible": "3",
+                "ApproximateNumberOfMessagesDelayed": "2",
+                "ApproximateNumberOfMessagesMoved": "7",  # not asked for: not counted
+            },
+            "dlq": {"ApproximateNumberOfMessages": "1", "ApproximateNumberOfMessagesNotVisible": "1"},
+        }
+    )
+    assert progress(sqs, "queue", "dlq") == QueueProgress(waiting=7, in_flight=3, dead=2)
+    assert progress(sqs, "queue") == QueueProgress(7, 3, None)
+
+
+def test_the_dlq_is_found_by_name_in_its_own_account() -> None:
+    policy = {"deadLetterTargetArn": "arn:aws:sqs:eu-west-1:210987654321:backfill-dlq", "maxReceiveCount": 3}
+    sqs = Attributes({"queue": {"RedrivePolicy": json.dumps(policy)}, "plain": {}})
+    assert dead_letter_queue(sqs, "queue") == "https://sqs/210987654321/backfill-dlq"
+    assert sqs.calls == [
+        ("GetQueueUrl", {"QueueName": "backfill-dlq", "QueueOwnerAWSAccountId": "210987654321"})
+    ]
+    assert dead_letter_queue(sqs, "plain") == ""
+
+
+class Recording(TwoQueues):
+    def __init__(self) -> None:
+        super().__init__()
+        self.receives: list[dict[str, Any]] = []
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        self.receives.append(kwargs)
+        return super().receive_message(**kwargs)
+
+
+def test_moving_the_dlq_long_polls_it() -> None:
+    queues = Recording()
+    move_messages(queues, "dlq", "queue", wait_seconds=4, visibility_timeout=30)
+    # Short polling may answer nothing while messages wait: two empty answers would end the move early.
+    assert {
+        (r["WaitTimeSeconds"], r["VisibilityTimeout"], r["MaxNumberOfMessages"]) for r in queues.receives
+    } == {(4, 30, 10)}
+
+
+class ListingS3:
+    """ListObjectsV2 (with Delimiter) over a set of keys, in one page."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = sorted(keys)
+
+    def list_objects_v2(self, **kwargs: Any) -> dict[str, Any]:
+        prefix, delimiter = kwargs["Prefix"], kwargs.get("Delimiter")
+        contents, prefixes = [], []
+        for key in self.keys:
+            if not key.startswith(prefix):
+                continue
+            rest = key[len(prefix) :]
+            if delimiter and delimiter in rest:
+                common = prefix + rest[: rest.index(delimiter) + 1]
+                if common not in prefixes:
+                    prefixes.append(common)
+            else:
+                contents.append({"Key": key})
+        return {
+            "Contents": contents[: kwargs.get("MaxKeys", 1000)],
+            "CommonPrefixes": [{"Prefix": p} for p in prefixes],
+            "IsTruncated": False,
+        }
+
+
+class TablePartitioner:
+    """What run_item and run_records use of a Partitioner: its table's scheme, and a run that
+    records how it was asked and answers with `failed` message ids failed."""
+
+    def __init__(self, failed: tuple[str, ...] = ()) -> None:
+        self.failed = failed
+        self.runs: list[tuple[list[str], bool]] = []
+
+    def scheme(self, now: float | None = None) -> Scheme:
+        return Scheme.from_table(
+            {
+                "Name": "vpc_flow_logs",
+                "DatabaseName": "flowlogs",
+                "PartitionKeys": [{"Name": k, "Type": "string"} for k in ("account_id", "region", "date")],
+                "StorageDescriptor": {"Location": "s3://b/AWSLogs/"},
+            }
+        )
+
+    def run(self, messages: Any, now: float, *, use_cache: bool = True, dry_run: bool = False) -> Report:
+        ids = [m.id for m in messages]
+        self.runs.append((ids, use_cache))
+        report = Report(counts=Counter({"PartitionsCreated": len(ids)}))
+        report.results = [MessageResult(i, ok=i not in self.failed, notes=("x: failed",)) for i in ids]
+        return report
+
+
+DAY_KEYS = [
+    f"{EAST.folder}2024/01/{d:02d}/123456789012_vpcflowlogs_us-east-1_fl-1_x.log.gz" for d in (1, 2, 3)
+]
+
+
+def test_a_slice_asks_glue_never_the_cache() -> None:
+    partitioner = TablePartitioner()
+    item = WorkItem(TABLE, "b", EAST.folder, date(2024, 1, 2), date(2024, 1, 3))
+    run_item(partitioner, ListingS3(DAY_KEYS), item, now=0.0)  # type: ignore[arg-type]
+    assert partitioner.runs == [
+        ([f"s3://b/{EAST.folder}2024/01/02/", f"s3://b/{EAST.folder}2024/01/03/"], False)
+    ]
+
+
+def test_a_slice_whose_walk_stops_at_the_list_call_budget_fails_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(backfill, "SWEEP_LIST_CALLS", 2)
+    item = WorkItem(TABLE, "b", EAST.folder)
+    with pytest.raises(
+        ConfigurationError, match=r"the walk of .* stopped at 2 list calls before seeing every"
+    ):
+        run_item(TablePartitioner(), ListingS3(DAY_KEYS), item, now=0.0)  # type: ignore[arg-type]
+
+
+def test_a_record_whose_partitions_failed_fails_and_is_counted() -> None:
+    partitioner = TablePartitioner(failed=(f"s3://b/{EAST.folder}2024/01/01/",))
+    records = [
+        {"messageId": "m1", "body": WorkItem(TABLE, "b", EAST.folder, until=date(2024, 1, 1)).to_body()},
+        {"messageId": "m2", "body": WorkItem(TABLE, "b", EAST.folder, since=date(2024, 1, 2)).to_body()},
+    ]
+    outcome = run_records(records, lambda _: partitioner, ListingS3(DAY_KEYS), now=0.0)  # type: ignore[arg-type,return-value]
+    assert outcome.failed == ["m1"]
+    assert outcome.counts == {"PartitionsCreated": 3, "RecordsFailed": 1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import sys
 from datetime import date
 from pathlib import Path
@@ -12,16 +13,19 @@ from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 from hypothesis import given
 from hypothesis import strategies as st
 from vpcflow_partitioner import inventory
 from vpcflow_partitioner.envelopes import Message, ObjectRef
+from vpcflow_partitioner.errors import TransientError
 from vpcflow_partitioner.inventory import (
     InventoryCounts,
     InventoryError,
     _key_decoder,
     data_file_objects,
     inventory_messages,
+    read_manifest,
     schema_columns,
 )
 from vpcflow_partitioner.scheme import ConfigurationError, Scheme
@@ -201,12 +205,118 @@ def test_orc_or_parquet_without_pyarrow_is_one_line_that_says_what_to_do(
     form: str, schema: str, module: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # what an install without pyarrow sees
-    with pytest.raises(InventoryError, match=f"reading a {form} inventory needs pyarrow") as err:
+    with pytest.raises(InventoryError) as err:
         next(data_file_objects(FakeS3({"f": b"data"}), "dest", "f", form, schema))
-    assert "\n" not in str(err.value)
+    assert str(err.value) == (
+        f"s3://dest/f: reading a {form} inventory needs pyarrow (pip install pyarrow), "
+        "which this installation lacks; or configure the inventory as CSV"
+    )
 
 
 def test_the_module_imports_no_pyarrow() -> None:
     # The function's zip has no pyarrow: importing the module there must not need it.
     source = Path(inventory.__file__).read_text()
     assert "import pyarrow" not in source.split("def _columnar_rows")[0]
+
+
+class ManifestS3:
+    """GetObject over a dict of bodies; a missing key answers NoSuchKey, and `errors` maps a key
+    to the error its GetObject raises."""
+
+    def __init__(self, objects: dict[str, bytes], errors: dict[str, Exception] | None = None) -> None:
+        self.objects = objects
+        self.errors = errors or {}
+
+    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+        if Key in self.errors:
+            raise self.errors[Key]
+        if Key not in self.objects:
+            raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+
+MANIFEST_DOC = {
+    "sourceBucket": BUCKET,
+    "destinationBucket": "arn:aws:s3:::dest",
+    "fileFormat": "CSV",
+    "fileSchema": "Bucket, Key",
+    "files": [{"key": "inv/data/f.csv.gz", "size": 1, "MD5checksum": "0" * 32}],
+}
+
+
+def test_a_checksum_that_is_not_ascii_is_a_checksum_that_differs() -> None:
+    s3 = ManifestS3(
+        {"inv/manifest.json": json.dumps(MANIFEST_DOC).encode(), "inv/manifest.checksum": b"\xff" * 32}
+    )
+    with pytest.raises(InventoryError, match=r"s3://dest/inv/manifest\.json: MD5 [0-9a-f]{32} differs"):
+        read_manifest(s3, "s3://dest/inv/manifest.json")
+
+
+def test_a_checksum_refused_without_an_error_code_is_no_checksum() -> None:
+    # botocore gives an error without a body (as a 403 from a bucket policy can be) its status as code.
+    refused = ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "GetObject")
+    s3 = ManifestS3(
+        {"inv/manifest.json": json.dumps(MANIFEST_DOC).encode()}, {"inv/manifest.checksum": refused}
+    )
+    assert read_manifest(s3, "s3://dest/inv/manifest.json").files == (
+        inventory.DataFile("dest", "inv/data/f.csv.gz", "0" * 32),
+    )
+
+
+def test_a_checksum_that_cannot_be_reached_is_a_transient_error_naming_it() -> None:
+    down = EndpointConnectionError(endpoint_url="https://s3.amazonaws.com")
+    s3 = ManifestS3({"inv/manifest.json": json.dumps(MANIFEST_DOC).encode()}, {"inv/manifest.checksum": down})
+    with pytest.raises(
+        TransientError, match=r"^S3 GetObject s3://dest/inv/manifest\.checksum: Could not connect"
+    ):
+        read_manifest(s3, "s3://dest/inv/manifest.json")
+
+
+def test_a_manifest_that_does_not_exist_is_named_in_the_error() -> None:
+    with pytest.raises(InventoryError, match=r"^s3://dest/inv/manifest\.json does not exist$"):
+        read_manifest(ManifestS3({}), "s3://dest/inv/manifest.json")
+
+
+def test_a_manifest_without_source_or_destination_bucket_reads_its_files_beside_it() -> None:
+    doc = {k: v for k, v in MANIFEST_DOC.items() if k not in ("sourceBucket", "destinationBucket")}
+    manifest = read_manifest(
+        ManifestS3({"inv/manifest.json": json.dumps(doc).encode()}), "s3://copy/inv/manifest.json"
+    )
+    assert manifest.source_bucket == ""  # unknown: the command refuses it for any table's bucket
+    assert [f.bucket for f in manifest.files] == ["copy"]
+
+
+def test_orc_field_names_are_read_before_the_first_colon_even_in_nested_types() -> None:
+    schema = "struct<bucket:string,key:string,tags:struct<name:string,value:string>,size:bigint>"
+    assert schema_columns(schema, "ORC") == ("bucket", "key", "tags", "size")
+
+
+def test_a_schema_without_bucket_and_key_names_both_and_the_file() -> None:
+    with pytest.raises(
+        InventoryError,
+        match=r"^s3://dest/f: the inventory has no Bucket or Key column \(fileSchema: Size, ETag\)$",
+    ):
+        next(data_file_objects(FakeS3({}), "dest", "f", "CSV", "Size, ETag"))
+
+
+def test_a_short_row_names_its_file() -> None:
+    s3 = FakeS3({"short": csv_file([[BUCKET]])})
+    with pytest.raises(InventoryError, match=r"^s3://dest/short: row 1 has 1 columns, the fileSchema 2$"):
+        list(data_file_objects(s3, "dest", "short", "CSV", "Bucket, Key"))
+
+
+def test_the_least_key_of_each_folder_and_format_gives_the_same_messages_as_every_key() -> None:
+    day = f"{PLAIN}2024/03/10/"
+    keys = [
+        f"{day}a.log.gz",
+        f"{day}c.log.gz",
+        f"{day}b.log.gz",
+        f"{day}z.log.parquet",
+        f"{day}y.log.parquet",
+    ]
+    objects = [(BUCKET, k) for k in keys]
+    assert sorted(inventory.least_per_folder(objects)) == [(BUCKET, keys[0]), (BUCKET, keys[4])]
+    table = scheme(f"s3://{BUCKET}/{PLAIN}", ["date"])
+    assert list(inventory_messages(inventory.least_per_folder(objects), table, DateRange())) == [
+        message(day, keys[0])
+    ]
