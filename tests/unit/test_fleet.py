@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 from vpcflow_partitioner.config import Settings, TableName
 from vpcflow_partitioner.envelopes import Message, ObjectRef
@@ -26,9 +27,13 @@ class Glue:
     """GetTable, GetPartitions, BatchGetPartition and BatchCreatePartition over tables by name;
     a table in `broken` answers GetTable with that error code."""
 
-    def __init__(self, locations: dict[str, str], broken: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, locations: dict[str, str], broken: dict[str, str] | None = None, input_format: str = ""
+    ) -> None:
         self.locations = locations
         self.broken = broken or {}
+        self.input_format = input_format
+        self.version = "1"
         self.created: list[tuple[str, tuple[str, ...]]] = []
 
     def get_table(self, Name: str, DatabaseName: str, **_: Any) -> dict[str, Any]:
@@ -38,8 +43,9 @@ class Glue:
             "Table": {
                 "Name": Name,
                 "DatabaseName": DatabaseName,
+                "VersionId": self.version,
                 "PartitionKeys": [{"Name": "date", "Type": "string"}],
-                "StorageDescriptor": {"Location": self.locations[Name]},
+                "StorageDescriptor": {"Location": self.locations[Name], "InputFormat": self.input_format},
             }
         }
 
@@ -88,3 +94,58 @@ def test_a_flow_log_of_a_foreign_bucket_is_outside_every_table_even_one_not_read
     assert (result.ok, result.notes) == (True, ("ignored: bucket not in SOURCE_BUCKETS",))
     assert report.counts == {"ObjectsIgnored": 1, "ObjectsOutsideTable": 1}
     assert report.ignored == {"bucket not in SOURCE_BUCKETS": 1}
+
+
+TEXT = "org.apache.hadoop.mapred.TextInputFormat"
+
+
+@pytest.mark.parametrize("parquet_first", [False, True])
+def test_a_text_table_takes_the_text_file_of_a_folder_and_not_its_parquet_twin(parquet_first: bool) -> None:
+    glue = Glue({"east": f"s3://{BUCKET}/{EAST}"}, input_format=TEXT)
+    text = key(EAST)
+    parquet = text.replace(".log.gz", ".log.parquet")
+    objects = (ObjectRef(BUCKET, parquet), ObjectRef(BUCKET, text))
+    report = fleet(glue).run([Message("m1", objects if parquet_first else objects[::-1])], NOW)
+    (result,) = report.results
+    why = "a parquet file: table flowlogs.east reads .log.gz files"
+    assert (result.ok, result.notes, result.done) == (
+        True,
+        (f"ignored: {why}",),
+        ((("2024-01-02",), "created"),),
+    )
+    assert report.ignored == {why: 1}
+    assert glue.created == [("east", ("2024-01-02",))]
+
+
+class Untouchable:
+    """A DynamoDB client every call of which is recorded and refused (throttled)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def call(**_: Any) -> Any:
+            self.calls.append(name)
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "no"}}, name)
+
+        return call
+
+
+def test_a_run_without_the_cache_asks_glue_alone_also_when_the_table_changes_mid_run() -> None:
+    # What backfill, replay and audit --fix ask for: the cache may hold what Glue has lost.
+    glue, dynamodb = Glue({"east": f"s3://{BUCKET}/{EAST}"}), Untouchable()
+    settings = Settings("flowlogs", "east", cache_table="partitions")
+    partitions = Fleet.build(settings, glue, dynamodb, sleep=lambda _: None)
+    first = partitions.run([Message("m1", (ObjectRef(BUCKET, key(EAST)),))], NOW, use_cache=False)
+    # The container keeps the table it read; it is updated before the next run creates anything.
+    glue.version = "2"
+    second = partitions.run(
+        [Message("m2", (ObjectRef(BUCKET, key(EAST, "2024/01/03")),))], NOW + 10, use_cache=False
+    )
+    assert [r.done for r in (*first.results, *second.results)] == [
+        ((("2024-01-02",), "created"),),
+        ((("2024-01-03",), "created"),),
+    ]
+    assert glue.created == [("east", ("2024-01-02",)), ("east", ("2024-01-03",))]
+    # Glue's answers are written for the containers to come; the cache is never read nor claimed.
+    assert dynamodb.calls == ["batch_write_item"] * 2
