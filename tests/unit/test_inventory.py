@@ -253,7 +253,7 @@ def test_a_checksum_that_is_not_ascii_is_a_checksum_that_differs() -> None:
 
 
 def test_a_checksum_refused_without_an_error_code_is_no_checksum() -> None:
-    # botocore gives an error without a body (as a 403 from a bucket policy can be) its status as code.
+    # An error answered without a body gets its HTTP status as code from botocore: "403", AccessDenied.
     refused = ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "GetObject")
     s3 = ManifestS3(
         {"inv/manifest.json": json.dumps(MANIFEST_DOC).encode()}, {"inv/manifest.checksum": refused}
