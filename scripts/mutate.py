@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".mutmut"
 PACKAGE = "vpcflow_partitioner"
 # The modules that run in Lambda (the folder walk lives in sources).
-MODULES = ("keys", "scheme", "envelopes", "cache", "catalog", "pipeline", "sources")
+MODULES = ("keys", "scheme", "envelopes", "cache", "catalog", "pipeline", "sources", "backfill", "inventory")
 LINKS = {"src": "functions", "functions": "functions", "tests": "tests", "events": "events"}
 # Which last digits of a mutant's number a sample of one in N keeps (fnmatch classes).
 SAMPLES = {1: "", 2: "[02468]", 5: "[05]", 10: "0", 20: "[02468]0"}
