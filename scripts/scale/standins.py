@@ -22,7 +22,6 @@ lists level by level). Glue calls are serial on the clock and wait for a slot of
 from __future__ import annotations
 
 import bisect
-import calendar
 import copy
 import io
 import itertools
@@ -564,67 +563,32 @@ _GLUE_APIS = frozenset({"get_table", "get_partitions", "batch_get_partition", "b
 def org_table(
     location: str, database: str = "flowlogs", name: str = "vpc_flow_logs", hive: bool = False
 ) -> dict[str, Any]:
-    """A GetTable `Table` for an organisation's flow logs, shaped as tests/helpers.create_table's."""
+    """A GetTable `Table` for an organisation's flow logs: `init --multi-account`'s text table
+    (formats.TableSpec), its Location `location`."""
     from datetime import UTC, datetime
 
-    keys = ("aws_account_id", "aws_region", "year", "month", "day")
+    from vpcflow_partitioner.formats import MULTI_ACCOUNT, TableSpec
+
+    spec = TableSpec(database, name, "s3://bucket/AWSLogs/", layout=MULTI_ACCOUNT)
     return {
-        "Name": name,
+        **spec.table_input(),
         "DatabaseName": database,
         "CatalogId": "123456789012",
         "CreateTime": datetime(2026, 1, 1, tzinfo=UTC),
         "UpdateTime": datetime(2026, 1, 1, tzinfo=UTC),
         "VersionId": "0",
-        "TableType": "EXTERNAL_TABLE",
-        "Parameters": {"EXTERNAL": "TRUE", "skip.header.line.count": "1"},
-        "PartitionKeys": [{"Name": k, "Type": "string"} for k in keys],
-        "StorageDescriptor": {
-            "Columns": [
-                {"Name": c, "Type": t}
-                for c, t in (
-                    ("version", "int"),
-                    ("account_id", "string"),
-                    ("interface_id", "string"),
-                    ("srcaddr", "string"),
-                    ("dstaddr", "string"),
-                    ("srcport", "int"),
-                    ("dstport", "int"),
-                    ("protocol", "bigint"),
-                    ("packets", "bigint"),
-                    ("bytes", "bigint"),
-                    ("start", "bigint"),
-                    ("end", "bigint"),
-                    ("action", "string"),
-                    ("log_status", "string"),
-                )
-            ],
-            "Location": location,
-            "InputFormat": "org.apache.hadoop.mapred.TextInputFormat",
-            "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
-            "SerdeInfo": {
-                "SerializationLibrary": "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe",
-                "Parameters": {"field.delim": " ", "serialization.format": " "},
-            },
-            "Compressed": True,
-        },
+        "StorageDescriptor": spec.storage_descriptor() | {"Location": location},
     }
 
 
 def slices(org: Organisation, per: str = "month") -> Iterator[tuple[str, str, date, date]]:
     """(account, region, first day, last day) of every (account, region, `per`) slice, `per`
-    being "month", "year" or "all" (the whole date range)."""
+    being "month" or "year" (cut as `backfill --distributed --slice` cuts) or "all" (the
+    whole date range)."""
+    from vpcflow_partitioner.backfill import SLICES
+
     last = org.first + timedelta(days=org.days - 1)
-    spans = []
-    d = org.first
-    while d <= last:
-        if per == "month":
-            end = d.replace(day=calendar.monthrange(d.year, d.month)[1])
-        elif per == "year":
-            end = d.replace(month=12, day=31)
-        else:
-            end = last
-        spans.append((d, min(end, last)))
-        d = min(end, last) + timedelta(days=1)
+    spans = [(org.first, last)] if per == "all" else SLICES[per](org.first, last)
     for account in org.accounts:
         for region in org.regions:
             for since, until in spans:
