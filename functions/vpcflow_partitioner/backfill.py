@@ -27,14 +27,13 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from botocore.exceptions import BotoCoreError, ClientError
 
 from .config import SERVICE
-from .errors import TransientError, UsageError, classify
+from .errors import TransientError, UsageError
 from .keys import LEVELS
 from .pipeline import Partitioner, Report
 from .scheme import ConfigurationError
-from .sources import SWEEP_LIST_CALLS, DateRange, FolderWalk, RegionFolder
+from .sources import SWEEP_LIST_CALLS, DateRange, FolderWalk, RegionFolder, sqs_call
 
 if TYPE_CHECKING:
     from .inventory import Manifest
@@ -376,7 +375,7 @@ def send(
         pending = {str(i): item.to_body() for i, item in enumerate(items[start : start + _BATCH])}
         for attempt in range(_SEND_ROUNDS):
             entries = [{"Id": i, "MessageBody": body} for i, body in pending.items()]
-            response = _call(sqs.send_message_batch, queue_url, QueueUrl=queue_url, Entries=entries)
+            response = sqs_call(sqs.send_message_batch, queue_url, QueueUrl=queue_url, Entries=entries)
             for ok in response.get("Successful") or []:
                 sent += pending.pop(ok["Id"], None) is not None
             failures = response.get("Failed") or []
@@ -413,11 +412,11 @@ def progress(sqs: Any, queue_url: str, dlq_url: str = "") -> QueueProgress:
         "ApproximateNumberOfMessagesNotVisible",
         "ApproximateNumberOfMessagesDelayed",
     ]
-    queue = _call(sqs.get_queue_attributes, queue_url, QueueUrl=queue_url, AttributeNames=names)
+    queue = sqs_call(sqs.get_queue_attributes, queue_url, QueueUrl=queue_url, AttributeNames=names)
     counts = {k: int(v) for k, v in (queue.get("Attributes") or {}).items()}
     dead = None
     if dlq_url:
-        dlq = _call(
+        dlq = sqs_call(
             sqs.get_queue_attributes,
             dlq_url,
             QueueUrl=dlq_url,
@@ -433,7 +432,7 @@ def progress(sqs: Any, queue_url: str, dlq_url: str = "") -> QueueProgress:
 
 def dead_letter_queue(sqs: Any, queue_url: str) -> str:
     """The URL of the queue's DLQ, read from its RedrivePolicy ("" when it has none)."""
-    attributes = _call(
+    attributes = sqs_call(
         sqs.get_queue_attributes, queue_url, QueueUrl=queue_url, AttributeNames=["RedrivePolicy"]
     )
     policy = (attributes.get("Attributes") or {}).get("RedrivePolicy")
@@ -443,7 +442,7 @@ def dead_letter_queue(sqs: Any, queue_url: str) -> str:
     parts = arn.split(":")  # arn:aws:sqs:region:account:name
     if len(parts) != 6:
         return ""
-    answer = _call(sqs.get_queue_url, arn, QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])
+    answer = sqs_call(sqs.get_queue_url, arn, QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])
     return str(answer["QueueUrl"])
 
 
@@ -465,7 +464,7 @@ def move_messages(
     moved = 0
     idle = 0
     while idle < idle_receives:
-        response = _call(
+        response = sqs_call(
             sqs.receive_message,
             source_url,
             QueueUrl=source_url,
@@ -479,11 +478,11 @@ def move_messages(
             continue
         idle = 0
         entries = [{"Id": str(i), "MessageBody": m.get("Body", "")} for i, m in enumerate(batch)]
-        sent = _call(sqs.send_message_batch, target_url, QueueUrl=target_url, Entries=entries)
+        sent = sqs_call(sqs.send_message_batch, target_url, QueueUrl=target_url, Entries=entries)
         done = [batch[int(ok["Id"])] for ok in sent.get("Successful") or []]
         # What was not sent stays in the source; it is visible again after its timeout.
         if done:
-            gone = _call(
+            gone = sqs_call(
                 sqs.delete_message_batch,
                 source_url,
                 QueueUrl=source_url,
@@ -491,10 +490,3 @@ def move_messages(
             )
             moved += len(gone.get("Successful") or [])
     return moved
-
-
-def _call(method: Callable[..., Any], where: str, **kwargs: Any) -> dict[str, Any]:
-    try:
-        return dict(method(**kwargs))
-    except (ClientError, BotoCoreError) as exc:
-        raise classify(exc, f"SQS {where}") from exc

@@ -355,7 +355,7 @@ def drain_queue(
     idle = 0
     try:
         while idle < idle_receives:
-            response = _sqs_call(
+            response = sqs_call(
                 sqs.receive_message,
                 queue_url,
                 QueueUrl=queue_url,
@@ -420,7 +420,7 @@ def _delete(sqs: Any, queue_url: str, done: list[dict[str, Any]], result: DrainR
     if not done:
         return
     entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
-    response = _sqs_call(sqs.delete_message_batch, queue_url, QueueUrl=queue_url, Entries=entries)
+    response = sqs_call(sqs.delete_message_batch, queue_url, QueueUrl=queue_url, Entries=entries)
     failed = {f["Id"]: f for f in response.get("Failed") or []}
     for entry, message in zip(entries, done, strict=True):
         failure = failed.get(entry["Id"])
@@ -433,7 +433,8 @@ def _delete(sqs: Any, queue_url: str, done: list[dict[str, Any]], result: DrainR
         result.problems.append(f"{message['MessageId']}: not deleted ({why})")
 
 
-def _sqs_call(method: Callable[..., Any], queue_url: str, **kwargs: Any) -> dict[str, Any]:
+def sqs_call(method: Callable[..., Any], queue_url: str, **kwargs: Any) -> dict[str, Any]:
+    """One SQS call, its botocore error classified (ConfigurationError or TransientError)."""
     try:
         return dict(method(**kwargs))
     except (ClientError, BotoCoreError) as exc:
