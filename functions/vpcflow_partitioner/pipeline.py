@@ -45,6 +45,7 @@ _BUSY_WAITS = (0.2, 0.4, 0.8)
 
 _NOT_FLOW_LOG = Skip("ignored", "not a flow-log object")
 _FOREIGN_BUCKET = Skip("ignored", "bucket not in SOURCE_BUCKETS", misrouted=True)
+_COULD_CONCERN = Skip("unpartitionable", "unknown table")  # a flow log, the table never read
 
 METRIC_NAMES = (
     "PartitionsCreated",
@@ -269,28 +270,16 @@ class Partitioner:
         for message in messages:
             planned: list[tuple[ObjectRef, PartitionSpec | Skip]] = []
             for ref in message.objects:
-                plan = (
-                    self._plan_without_table(ref)
-                    if scheme is None
-                    else self.plan_object(scheme, ref.bucket, ref.key)
-                )
+                plan = self.plan_object(scheme, ref.bucket, ref.key)
                 concerns = isinstance(plan, PartitionSpec) or plan.outcome == "unpartitionable"
                 planned.append((ref, why if concerns else plan))
             plans.append(planned)
         return plans
 
-    def _plan_without_table(self, ref: ObjectRef) -> PartitionSpec | Skip:
-        """What can be said of an object with no table at hand: it may be this table's if it is
-        a flow-log file from an allowed bucket (reported as unpartitionable: "could concern")."""
-        if not is_flow_log_name(ref.key.rpartition("/")[2]):
-            return _NOT_FLOW_LOG
-        allowed = self.settings.source_buckets
-        if allowed and ref.bucket not in allowed:
-            return _FOREIGN_BUCKET if parse_key(ref.key) is not None else _NOT_FLOW_LOG
-        return _NOT_FLOW_LOG if parse_key(ref.key) is None else Skip("unpartitionable", "unknown table")
-
-    def plan_object(self, scheme: Scheme, bucket: str, key: str) -> PartitionSpec | Skip:
-        """The partition one object belongs to, or why none (allowlist, key, table)."""
+    def plan_object(self, scheme: Scheme | None, bucket: str, key: str) -> PartitionSpec | Skip:
+        """The partition one object belongs to, or why none (allowlist, key, table). With no
+        table at hand (never read), a flow-log file from an allowed bucket is one it could
+        concern: _COULD_CONCERN."""
         # A flow log writes a file every five minutes into the same folder, and what a key
         # plans to depends on its folder alone once its file name is a flow-log file's: plan
         # each folder once per table version.
@@ -301,6 +290,8 @@ class Partitioner:
         if allowed and bucket not in allowed:
             # Misrouted only if it is a flow log: an ELB or Route 53 log also ends in .log.gz.
             return _FOREIGN_BUCKET if parse_key(key) is not None else _NOT_FLOW_LOG
+        if scheme is None:
+            return _NOT_FLOW_LOG if parse_key(key) is None else _COULD_CONCERN
         version = (scheme.table, scheme.create_time, scheme.version)
         if self._plans_for != version:
             self._plans, self._plans_for = {}, version
