@@ -462,6 +462,7 @@ class Facts:
     dlq_arn: str = ""
     account: str = ""
     partition: str = "aws"
+    partitions: int | None = None  # the table's, counted up to past INDEX_ADVICE_PARTITIONS
     findings: dict[str, Finding] = field(default_factory=dict)
 
 
@@ -1454,18 +1455,15 @@ def check_partition_index(glue: Any, target: Target, facts: Facts) -> Finding:
             f"(an ACTIVE index led by {keys[0]} is needed)",
             f"{create}, then {alter}",
         )
-    counted = 0
-    # Counted page by page and stopped past the limit: at most ~100 GetPartitions calls.
-    for _ in Catalog(glue, ref).partitions(columns=False):
-        counted += 1
-        if counted > INDEX_ADVICE_PARTITIONS:
-            return Finding(
-                "partition index",
-                WARN,
-                f"the table has more than {INDEX_ADVICE_PARTITIONS:,} partitions and no partition index: "
-                "Athena loads every partition to plan each query",
-                f"{create}, then {alter}; or vpcflow-partitioner init ... --partition-index",
-            )
+    counted = _partition_count(glue, facts)
+    if counted > INDEX_ADVICE_PARTITIONS:
+        return Finding(
+            "partition index",
+            WARN,
+            f"the table has more than {INDEX_ADVICE_PARTITIONS:,} partitions and no partition index: "
+            "Athena loads every partition to plan each query",
+            f"{create}, then {alter}; or vpcflow-partitioner init ... --partition-index",
+        )
     return Finding(
         "partition index",
         OK,
@@ -1508,13 +1506,8 @@ def check_partition_quota(s3: Any, glue: Any, facts: Facts) -> Finding:
     kept = days if days is not None else 365 * _FOREVER_YEARS
     per_day = {"hour": 24, "day": 1}.get(scheme.deepest_level, 1 / 30)
     projected = int(regions * kept * per_day)
-    # What the table holds now (partitions of expired objects stay until `audit --prune`),
-    # counted page by page and stopped past INDEX_ADVICE_PARTITIONS: at most ~100 GetPartitions.
-    held = 0
-    for _ in Catalog(glue, scheme.table).partitions(columns=False):
-        held += 1
-        if held > INDEX_ADVICE_PARTITIONS:
-            break
+    # What the table holds now: partitions of expired objects stay until `audit --prune`.
+    held = _partition_count(glue, facts)
     # Glue keeps a partition after S3 expires its objects: the lifecycle bounds the table only
     # when `audit --prune` deletes the emptied partitions.
     horizon = (
@@ -1584,6 +1577,20 @@ def _expiration_days(s3: Any, bucket: str, prefix: str) -> int | None:
 
 def _plural(count: int, word: str) -> str:
     return word if count == 1 else f"{word}s"
+
+
+def _partition_count(glue: Any, facts: Facts) -> int:
+    """The table's partitions, counted page by page and stopped past INDEX_ADVICE_PARTITIONS (at
+    most ~100 GetPartitions calls), once a doctor run: the index and quota checks both read it."""
+    assert facts.scheme is not None
+    if facts.partitions is None:
+        counted = 0
+        for _ in Catalog(glue, facts.scheme.table).partitions(columns=False):
+            counted += 1
+            if counted > INDEX_ADVICE_PARTITIONS:
+                break
+        facts.partitions = counted  # only once whole: a count an error cut short is not kept
+    return facts.partitions
 
 
 def _catalog_flag(ref: TableRef) -> str:
