@@ -758,7 +758,7 @@ class _Totals:
     def add(self, report: Report) -> None:
         self.counts.update(report.counts)
         self.ignored.update(report.ignored)
-        for table, part in report.tables.items() if report.tables else [("", report)]:
+        for table, part in report.tables.items():  # every run's report says its tables
             for spec, outcome in part.outcomes.items():
                 # Across runs (a replay goes in chunks) a partition keeps its best outcome: created
                 # by the first chunk stays "created" when the next one finds it present.
